@@ -1,0 +1,1 @@
+"""HomePilot's stand-in for the parts of ``comfy`` that node packs import most."""

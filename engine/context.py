@@ -1,0 +1,85 @@
+"""The narrow facade a node sees while it runs: progress, cancellation, logging, files."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from typing import Any, Callable
+
+from engine.errors import RunCancelled
+from engine.files import FileStore
+
+# (node_id, payload) -> None; the executor routes it into the run's event stream.
+ProgressSink = Callable[[str, dict[str, Any]], None]
+
+
+class NodeContext:
+    """Given to ``run``; nodes use nothing of the engine beyond it."""
+
+    __slots__ = ("run_id", "node_id", "node_type", "_sink", "_cancel", "_files", "log")
+
+    def __init__(self, run_id: str, node_id: str, node_type: str, sink: ProgressSink | None,
+                 cancel: threading.Event | None, files: FileStore | None) -> None:
+        self.run_id = run_id
+        self.node_id = node_id
+        self.node_type = node_type
+        self._sink = sink
+        self._cancel = cancel
+        self._files = files
+        self.log = logging.getLogger(f"homepilot.node.{node_type}")
+
+    def progress(self, value: float, total: float | None = None, *, text: str | None = None,
+                 preview: str | None = None) -> None:
+        """Report progress (``value`` of ``total``), a streamed text delta, or a preview."""
+        self.check_cancelled()
+        if self._sink is None:
+            return
+        payload: dict[str, Any] = {"value": value, "max": total}
+        if text is not None:
+            payload["text"] = text
+        if preview is not None:
+            payload["preview"] = preview
+        self._sink(self.node_id, payload)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel is not None and self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise if the run was cancelled; long loops call this between steps."""
+        if self.cancelled:
+            raise RunCancelled(f"run {self.run_id} was cancelled")
+
+    @property
+    def files(self) -> FileStore:
+        """The file store for artifacts this node writes (images, videos, documents)."""
+        if self._files is None:
+            self._files = FileStore.default()
+        return self._files
+
+
+# The context of the node running in this thread. Only ComfyUI shims read it
+# (``comfy.utils.ProgressBar`` has no context argument); our nodes get ``ctx`` passed in.
+_current: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar(
+    "homepilot_node_context", default=None)
+
+
+def current_context() -> NodeContext | None:
+    return _current.get()
+
+
+class active:
+    """``with active(ctx): ...`` makes ``ctx`` the current context for shims."""
+
+    __slots__ = ("ctx", "token")
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> NodeContext:
+        self.token = _current.set(self.ctx)
+        return self.ctx
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self.token)

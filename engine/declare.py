@@ -1,0 +1,182 @@
+"""The ``@node`` decorator: a typed pydantic class becomes a ``NodeDef``."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic.fields import FieldInfo, PydanticUndefined
+
+from engine import types as t
+from engine.context import NodeContext
+from engine.spec import InputSpec, NodeDef, NodeResult, NodeSpec, OutputSpec, Resources
+
+_PLAIN = {str: t.STRING, int: t.INT, float: t.FLOAT, bool: t.BOOLEAN, dict: t.JSON,
+          list: t.JSON, Any: t.ANY}
+_EXTRA = "homepilot"
+
+# IS_CHANGED's "always run me" value; NaN never equals itself.
+ALWAYS = math.nan
+
+
+def Input(default: Any = PydanticUndefined, *, type: str | None = None,  # noqa: A002
+          min: float | None = None, max: float | None = None,  # noqa: A002
+          step: float | None = None, choices: list[Any] | None = None,
+          multiline: bool = False, optional: bool = False, link_only: bool = False,
+          description: str = "") -> Any:
+    """Declare a node input; without a default the input is required."""
+    extra = {"type": type, "min": min, "max": max, "step": step, "choices": choices,
+             "multiline": multiline, "optional": optional, "link_only": link_only}
+    if optional and default is PydanticUndefined:
+        default = None
+    return FieldInfo(default=default, description=description or None,
+                     json_schema_extra={_EXTRA: extra})
+
+
+def Output(*, type: str | None = None, is_list: bool = False,  # noqa: A002
+           description: str = "") -> Any:
+    """Declare an output field of a node's ``Outputs`` class."""
+    return FieldInfo(default=None, description=description or None,
+                     json_schema_extra={_EXTRA: {"type": type, "is_list": is_list}})
+
+
+class NodeOutputs(BaseModel):
+    """Base of a node's ``Outputs``; ``show(...)`` attaches what an output node displays."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _ui: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def show(self, **ui: Any) -> NodeOutputs:
+        self._ui = ui
+        return self
+
+
+class Node(BaseModel):
+    """Base class of SDK nodes: fields are inputs, ``run`` does the work."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="ignore")
+
+    class Outputs(NodeOutputs):
+        pass
+
+    def run(self, ctx: NodeContext) -> NodeOutputs | dict[str, Any]:
+        raise TypeError(f"{type(self).__name__} does not define run()")
+
+    @classmethod
+    def fingerprint(cls, inputs: dict[str, Any]) -> Any:
+        """Extra cache key from constant inputs (ComfyUI's IS_CHANGED); ALWAYS = rerun."""
+        return None
+
+    @classmethod
+    def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
+        """Cross-input validation of constants (ComfyUI's VALIDATE_INPUTS)."""
+        return []
+
+
+def port_type(annotation: Any, explicit: str | None = None) -> str:
+    """The port type of a Python annotation (``Annotated[..., Port(...)]`` wins)."""
+    if explicit:
+        return explicit
+    if typing.get_origin(annotation) is typing.Annotated:
+        for meta in annotation.__metadata__:
+            if isinstance(meta, t.Port):
+                return meta.type
+        annotation = typing.get_args(annotation)[0]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return port_type(args[0])
+        return ",".join(port_type(a) for a in args)
+    if origin in (list, dict, tuple):
+        return t.JSON
+    return _PLAIN.get(annotation, t.JSON)
+
+
+def _extra(info: FieldInfo) -> dict[str, Any]:
+    extra = info.json_schema_extra
+    return dict(extra.get(_EXTRA, {})) if isinstance(extra, dict) else {}
+
+
+def _input_specs(cls: type[Node]) -> list[InputSpec]:
+    specs = []
+    for name, info in cls.model_fields.items():
+        extra = _extra(info)
+        has_default = info.default is not PydanticUndefined or info.default_factory is not None
+        default = info.get_default(call_default_factory=True) if has_default else None
+        specs.append(InputSpec(
+            name=name, type=port_type(info.annotation, extra.get("type")),
+            kind="optional" if extra.get("optional") else "required",
+            default=default, min=extra.get("min"), max=extra.get("max"),
+            step=extra.get("step"), choices=extra.get("choices"),
+            multiline=bool(extra.get("multiline")), link_only=bool(extra.get("link_only")),
+            description=info.description or ""))
+    return specs
+
+
+def _output_specs(outputs: type[NodeOutputs]) -> list[OutputSpec]:
+    specs = []
+    for name, info in outputs.model_fields.items():
+        extra = _extra(info)
+        specs.append(OutputSpec(name=name, type=port_type(info.annotation, extra.get("type")),
+                                is_list=bool(extra.get("is_list")),
+                                description=info.description or ""))
+    return specs
+
+
+def _executor(cls: type[Node], names: tuple[str, ...]) -> Callable[..., NodeResult]:
+    def execute(inputs: dict[str, Any], ctx: NodeContext) -> NodeResult:
+        # Inputs were validated against the schema when the graph was compiled;
+        # model_construct skips re-validating them on every call.
+        instance = cls.model_construct(**inputs)
+        produced = instance.run(ctx)
+        if isinstance(produced, NodeOutputs):
+            return NodeResult(tuple(getattr(produced, n) for n in names), produced._ui)
+        if isinstance(produced, dict):
+            return NodeResult(tuple(produced.get(n) for n in names))
+        raise TypeError(f"{cls.__name__}.run returned {type(produced).__name__}; "
+                        "return self.Outputs(...) or a dict")
+    return execute
+
+
+def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
+         display_name: str | None = None, description: str | None = None,
+         resources: Resources | None = None, model_kind: str | None = None,
+         deterministic: bool = True, output_node: bool = False,
+         ) -> Callable[[type[Node]], type[Node]]:
+    """Register a ``Node`` subclass as node type ``type_id`` (e.g. ``"text.Concat"``)."""
+
+    def decorate(cls: type[Node]) -> type[Node]:
+        outputs_cls = cls.Outputs
+        output_specs = _output_specs(outputs_cls)
+        spec = NodeSpec(
+            type=type_id, version=version,
+            category=category or type_id.rsplit(".", 1)[0] if "." in type_id else (category or "misc"),
+            display_name=display_name or _title(type_id),
+            description=description or inspect.cleandoc(cls.__doc__ or ""),
+            inputs=_input_specs(cls), outputs=output_specs, resources=resources,
+            model_kind=model_kind, deterministic=deterministic, output_node=output_node)
+        names = tuple(o.name for o in output_specs)
+        fingerprint = cls.fingerprint if cls.fingerprint.__func__ is not Node.fingerprint.__func__ else None
+        check = cls.check if cls.check.__func__ is not Node.check.__func__ else None
+        cls.__node_def__ = NodeDef(spec=spec, execute=_executor(cls, names),
+                                   is_changed=fingerprint, validate_inputs=check)
+        return cls
+
+    return decorate
+
+
+def _title(type_id: str) -> str:
+    name = type_id.rsplit(".", 1)[-1]
+    words, current = [], ""
+    for char in name:
+        if char.isupper() and current and not current[-1].isupper():
+            words.append(current)
+            current = char
+        else:
+            current += char
+    words.append(current)
+    return " ".join(w for w in words if w)

@@ -1,0 +1,279 @@
+"""The Ray executor: every node (or fused chain of light nodes) is a named Ray task.
+
+Values move between tasks as ObjectRefs; the driver reads only small metadata to emit
+events, fill the cache (which holds refs) and report timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from engine.cache import OutputCache
+from engine.errors import EngineError, NodeError
+from engine.events import Event
+from engine.executors.base import Executor, finished_event, node_error, started_event
+from engine.executors.raytask import FAILED, Relay, TaskNode, run_group
+from engine.plan import Plan
+from engine.registry import Registry, remember
+from engine.run import NodeTiming, RunHandle
+from engine.settings import get_settings
+
+log = logging.getLogger("homepilot.ray")
+
+_remote_group = ray.remote(num_returns=2, max_retries=0)(run_group)
+
+
+@dataclass(slots=True)
+class Entry:
+    """A cache entry under Ray: the ref of the value dict holding this node's outputs."""
+
+    ref: ray.ObjectRef
+    ui: dict[str, Any] | None
+
+
+def ensure_ray(address: str | None = None, dashboard: bool | None = None,
+               **init_kwargs: Any) -> None:
+    """Join ``address`` or start a local Ray (the embedded default) if none is running."""
+    if ray.is_initialized():
+        return
+    settings = get_settings()
+    include_dashboard = settings.ray_dashboard if dashboard is None else dashboard
+    kwargs: dict[str, Any] = {"address": address or settings.ray_address,
+                              "include_dashboard": include_dashboard,
+                              "logging_level": logging.WARNING, "log_to_driver": True}
+    if include_dashboard and not (address or settings.ray_address):
+        kwargs["dashboard_host"] = "127.0.0.1"
+    kwargs.update(init_kwargs)
+    ray.init(**kwargs)
+
+
+class RayExecutor(Executor):
+    name = "ray"
+
+    def __init__(self, registry: Registry, cache: OutputCache | None = None, *,
+                 address: str | None = None, fuse: bool | None = None,
+                 dashboard: bool | None = None, task_cpus: float = 1.0,
+                 **init_kwargs: Any) -> None:
+        super().__init__(registry, cache)
+        if registry.source is None:
+            raise EngineError("the Ray executor needs a registry built from a RegistrySource "
+                              "(nodes.build_registry) so that workers can rebuild it")
+        ensure_ray(address, dashboard, **init_kwargs)
+        remember(registry)
+        self.fuse = get_settings().ray_fuse if fuse is None else fuse
+        self.task_cpus = task_cpus
+        self._source_json = registry.source.model_dump_json()
+        # Progress from workers flows through one small actor that holds no CPU.
+        self._relay_name = f"homepilot:relay:{uuid.uuid4().hex[:12]}"
+        self._relay = ray.remote(num_cpus=0)(Relay).options(name=self._relay_name).remote()
+        self._remotes: dict[tuple[Any, ...], Any] = {}
+
+    # -- cluster facts ------------------------------------------------------------------
+
+    def gpu_count(self) -> float:
+        return float(ray.cluster_resources().get("GPU", 0))
+
+    def status(self) -> dict[str, Any]:
+        context = ray.get_runtime_context()
+        info = super().status()
+        dashboard = getattr(ray, "_private").worker.get_dashboard_url() if hasattr(ray, "_private") else None
+        info.update({
+            "ray_address": context.gcs_address,
+            "dashboard_url": f"http://{dashboard}" if dashboard else None,
+            "dashboard_token_file": os.path.expanduser("~/.ray/auth_token"),
+            "cluster_resources": ray.cluster_resources(),
+            "available_resources": ray.available_resources(),
+            "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+            "fuse": self.fuse})
+        return info
+
+    def close(self) -> None:
+        ray.kill(self._relay)
+
+    # -- running ------------------------------------------------------------------------
+
+    def _start(self, plan: Plan, handle: RunHandle) -> None:
+        import threading
+        threading.Thread(target=RayDrive(self, plan, handle).loop, daemon=True,
+                         name=f"homepilot-ray-{handle.run_id[:8]}").start()
+
+    def groups(self, plan: Plan, to_run: list[str]) -> list[list[str]]:
+        """Nodes per task: chains of light nodes share one task when fusing is on."""
+        running = set(to_run)
+        groups: list[list[str]] = []
+        group_of: dict[str, int] = {}
+        for node_id in to_run:
+            node = plan.nodes[node_id]
+            upstream = [d for d in node.deps if d in running]
+            if self.fuse and len(upstream) == 1 and node.definition.spec.fusable:
+                source = upstream[0]
+                group = groups[group_of[source]]
+                downstream = [d for d in plan.dependents[source] if d in running]
+                if (group[-1] == source and downstream == [node_id]
+                        and plan.nodes[source].definition.spec.fusable):
+                    group.append(node_id)
+                    group_of[node_id] = group_of[source]
+                    continue
+            group_of[node_id] = len(groups)
+            groups.append([node_id])
+        return groups
+
+    def remote(self, plan: Plan, group: list[str]) -> Any:
+        """The task function with this group's options (built once per option set)."""
+        options = self.task_options(plan, group)
+        key = tuple(sorted(options.items()))
+        function = self._remotes.get(key)
+        if function is None:
+            if len(self._remotes) > 4096:
+                self._remotes.clear()
+            function = self._remotes[key] = _remote_group.options(**options)
+        return function
+
+    def task_options(self, plan: Plan, group: list[str]) -> dict[str, Any]:
+        first = plan.nodes[group[0]]
+        name = f"{plan.graph_name}/{first.id}:{first.type}"
+        if len(group) > 1:
+            name = f"{plan.graph_name}/{first.id}..{group[-1]}:fused[{len(group)}]"
+        options: dict[str, Any] = {"name": name, "num_cpus": self.task_cpus}
+        resources = first.definition.spec.resources
+        if len(group) == 1 and resources is not None:
+            if resources.cpu is not None:
+                options["num_cpus"] = resources.cpu
+            if resources.gpu > 0 and (resources.requires_gpu or self.gpu_count() >= resources.gpu):
+                options["num_gpus"] = resources.gpu
+            if resources.memory:
+                options["memory"] = resources.memory
+        return options
+
+
+class RayDrive:
+    """One run on Ray: submit every task up front, then follow their metadata."""
+
+    def __init__(self, executor: RayExecutor, plan: Plan, handle: RunHandle) -> None:
+        self.executor = executor
+        self.plan = plan
+        self.handle = handle
+        self.started = time.time()
+        self.executed: list[str] = []
+        self.timings: dict[str, NodeTiming] = {}
+        self.ui: dict[str, dict[str, Any]] = {}
+        self.error: NodeError | None = None
+
+    def loop(self) -> None:
+        handle, plan = self.handle, self.plan
+        try:
+            to_run, cached = self.executor.split_cached(plan)
+            started_event(handle, plan, to_run, list(cached))
+            refs: dict[str, ray.ObjectRef] = {n: e.ref for n, e in cached.items()}
+            self.ui = {n: e.ui for n, e in cached.items() if e.ui}
+            pending = self._submit(to_run, refs)
+            self._follow(pending)
+            self._finish(refs, list(cached))
+        except Exception as exc:  # the engine or Ray itself failed: report, never hang
+            log.exception("ray run %s failed", handle.run_id)
+            self.error = self.error or node_error("<engine>", "engine", exc)
+            self._finish({}, [])
+
+    def _submit(self, to_run: list[str], refs: dict[str, ray.ObjectRef]) -> dict[ray.ObjectRef, tuple[list[str], ray.ObjectRef]]:
+        executor, plan, handle = self.executor, self.plan, self.handle
+        pending: dict[ray.ObjectRef, tuple[list[str], ray.ObjectRef]] = {}
+        for group in executor.groups(plan, to_run):
+            members = set(group)
+            dep_refs: list[ray.ObjectRef] = []
+            for node_id in group:
+                for dep in plan.nodes[node_id].deps:
+                    if dep not in members and refs[dep] not in dep_refs:
+                        dep_refs.append(refs[dep])
+            payload = [TaskNode.of(plan.nodes[n]) for n in group]
+            value_ref, meta_ref = executor.remote(plan, group).remote(
+                executor._source_json, handle.run_id, payload, executor._relay_name, *dep_refs)
+            for node_id in group:
+                refs[node_id] = value_ref
+            pending[meta_ref] = (group, value_ref)
+        return pending
+
+    def _follow(self, pending: dict[ray.ObjectRef, tuple[list[str], ray.ObjectRef]]) -> None:
+        handle = self.handle
+        last_drain = 0.0
+        while pending and self.error is None:
+            if handle.cancelled:
+                for _, value_ref in pending.values():
+                    ray.cancel(value_ref, force=False)
+                return
+            # Everything was submitted up front: collect whatever finished every 50 ms
+            # (returns at once when all is done) rather than waking per task, which
+            # would take CPU from the workers on a small machine.
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.05)
+            for meta_ref in ready:
+                group, value_ref = pending.pop(meta_ref)
+                self._settle(group, value_ref, meta_ref)
+            if time.time() - last_drain > 0.2 or not pending:
+                self._drain()
+                last_drain = time.time()
+        if self.error is not None:
+            for _, value_ref in pending.values():
+                ray.cancel(value_ref, force=False)
+
+    def _drain(self) -> None:
+        for node_id, payload, ts in ray.get(self.executor._relay.drain.remote(self.handle.run_id),
+                                            timeout=30):
+            self.handle.emit(Event("node_progress", self.handle.run_id, node_id, payload, ts))
+
+    def _settle(self, group: list[str], value_ref: ray.ObjectRef, meta_ref: ray.ObjectRef) -> None:
+        handle, plan = self.handle, self.plan
+        try:
+            metas = ray.get(meta_ref)
+        except (ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError) as exc:
+            if not handle.cancelled:
+                first = plan.nodes[group[0]]
+                self.error = node_error(first.id, first.type, exc)
+            return
+        for meta in metas:
+            if meta.get("skipped"):
+                continue
+            node = plan.nodes[meta["id"]]
+            self.timings[node.id] = NodeTiming(start=meta["start"], end=meta["end"])
+            handle.emit(Event("node_started", handle.run_id, node.id, {"type": node.type},
+                              meta["start"]))
+            if meta.get("error"):
+                self.error = NodeError.model_validate(meta["error"])
+                handle.emit(Event("node_failed", handle.run_id, node.id,
+                                  self.error.model_dump(exclude={"traceback"}), meta["end"]))
+                continue
+            self.executed.append(node.id)
+            if meta.get("ui"):
+                self.ui[node.id] = meta["ui"]
+            if not node.volatile:
+                self.executor.cache.put(node.signature, Entry(value_ref, meta.get("ui")),
+                                        meta.get("size", 64))
+            data = {"type": node.type, "seconds": meta["end"] - meta["start"]}
+            if meta.get("ui"):
+                data["ui"] = meta["ui"]
+            handle.emit(Event("node_finished", handle.run_id, node.id, data, meta["end"]))
+
+    def _finish(self, refs: dict[str, ray.ObjectRef], cached: list[str]) -> None:
+        handle, plan = self.handle, self.plan
+        common = {"executed": self.executed, "cached": cached, "timings": self.timings}
+        if self.error is not None:
+            result = handle.make("failed", self.started, error=self.error, **common)
+        elif handle.cancelled:
+            result = handle.make("cancelled", self.started, **common)
+        else:
+            wanted = {src for src, _ in plan.outputs.values()}
+            fetched = dict(zip(wanted, ray.get([refs[n] for n in wanted], timeout=600)))
+            outputs = {}
+            for name, (src, idx) in plan.outputs.items():
+                values = fetched[src][src]
+                if isinstance(values, str) and values == FAILED:
+                    raise EngineError(f"output {name} comes from a failed node {src}")
+                outputs[name] = values[idx]
+            ui = {n: self.ui[n] for n in plan.output_nodes if n in self.ui}
+            result = handle.make("success", self.started, outputs=outputs, ui=ui, **common)
+        finished_event(handle, result)

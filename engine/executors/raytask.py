@@ -1,0 +1,123 @@
+"""The code that runs inside Ray workers: one task runs a group of plan nodes.
+
+A group is one node, or a chain of light nodes fused into one task. The task gets the
+dependency groups' value dicts as resolved arguments (Ray moves them between workers;
+the driver never touches them) and returns two objects: the value dict of its own
+nodes, and small per-node metadata (timings, error, ui) that the driver reads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from engine.cache import estimate_size
+from engine.context import NodeContext
+from engine.executors.base import is_cancellation, node_error
+from engine.invoke import execute, gather
+from engine.plan import PlanNode, TemplateInput
+from engine.registry import registry_for
+
+FAILED = "__homepilot_failed__"
+
+
+@dataclass(slots=True)
+class TaskNode:
+    """A plan node without its callables: what crosses to the worker."""
+
+    id: str
+    type: str
+    consts: dict[str, Any]
+    links: dict[str, tuple[str, int]]
+    templates: dict[str, TemplateInput]
+    mapped: bool
+    list_inputs: frozenset[str]
+
+    @classmethod
+    def of(cls, node: PlanNode) -> TaskNode:
+        return cls(node.id, node.type, node.consts, node.links, node.templates, node.mapped,
+                   node.list_inputs)
+
+
+_relays: dict[str, Any] = {}
+
+
+def _relay(name: str) -> Any:
+    # Looked up once per worker: an actor handle per task argument costs a round trip.
+    handle = _relays.get(name)
+    if handle is None:
+        import ray
+        handle = _relays[name] = ray.get_actor(name)
+    return handle
+
+
+def run_group(source_json: str, run_id: str, nodes: list[TaskNode], relay_name: str,
+              *dependencies: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    registry = registry_for(source_json)
+    values: dict[str, Any] = {}
+    for dependency in dependencies:
+        values.update(dependency)
+    pushed: list[Any] = []
+
+    def sink(node_id: str, payload: dict[str, Any]) -> None:
+        pushed[:] = [_relay(relay_name).push.remote(run_id, node_id, payload, time.time())]
+    metas: list[dict[str, Any]] = []
+    produced: dict[str, Any] = {}
+    for task_node in nodes:
+        start = time.time()
+        upstream = [src for src, _ in task_node.links.values()]
+        upstream += [src for t in task_node.templates.values() for src, _ in t.links.values()]
+        if any(_failed(values.get(src)) for src in upstream):
+            produced[task_node.id] = values[task_node.id] = FAILED
+            metas.append({"id": task_node.id, "start": start, "end": start, "skipped": True})
+            continue
+        definition = registry.get(task_node.type)
+        meta: dict[str, Any] = {"id": task_node.id, "start": start}
+        if definition is None:
+            error = node_error(task_node.id, task_node.type, LookupError(
+                f"node type {task_node.type} is not installed on this Ray worker's machine"))
+            meta.update(end=time.time(), error=error.model_dump())
+            produced[task_node.id] = values[task_node.id] = FAILED
+            metas.append(meta)
+            continue
+        node = PlanNode(task_node.id, definition, task_node.consts, task_node.links,
+                        task_node.templates, (), task_node.mapped, task_node.list_inputs)
+        ctx = NodeContext(run_id, node.id, node.type, sink, None, None)
+        try:
+            result = execute(node, gather(node, values.__getitem__), ctx)
+        except Exception as exc:
+            if is_cancellation(exc):
+                raise KeyboardInterrupt from exc
+            meta.update(end=time.time(), error=node_error(node.id, node.type, exc).model_dump())
+            produced[node.id] = values[node.id] = FAILED
+            metas.append(meta)
+            continue
+        produced[node.id] = values[node.id] = result.values
+        meta.update(end=time.time(), size=sum(estimate_size(v) for v in result.values))
+        if result.ui:
+            meta["ui"] = result.ui
+        metas.append(meta)
+    if pushed:
+        # Progress must be in the relay before the driver sees this task finish.
+        import ray
+        ray.get(pushed[0], timeout=30)
+    return produced, metas
+
+
+def _failed(value: Any) -> bool:
+    # Compared by value: the marker crossed a process boundary as a pickled string.
+    return isinstance(value, str) and value == FAILED
+
+
+class Relay:
+    """Carries progress events from workers to the driver (a Ray actor, no CPU held)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
+
+    def push(self, run_id: str, node_id: str, payload: dict[str, Any], ts: float) -> None:
+        self._events.setdefault(run_id, []).append((node_id, payload, ts))
+
+    def drain(self, run_id: str) -> list[tuple[str, dict[str, Any], float]]:
+        return self._events.pop(run_id, [])

@@ -1,0 +1,52 @@
+"""The artifact store: files with generated ids under ``$HOMEPILOT_HOME/files``."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+from engine.errors import EngineError
+from engine.settings import get_settings
+
+_ID = re.compile(r"^f_[0-9a-f]{20}(\.[a-z0-9]{1,8})?$")
+
+
+class FileStore:
+    """Writes files atomically (temp name, then rename) so a crash leaves no half file."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def default(cls) -> FileStore:
+        return cls(get_settings().home / "files")
+
+    def save(self, data: bytes, suffix: str = "") -> str:
+        """Store bytes; returns the generated id (``f_<20 hex>`` plus the suffix)."""
+        suffix = suffix.lower()
+        if suffix and not re.fullmatch(r"\.[a-z0-9]{1,8}", suffix):
+            raise EngineError(f"file suffix {suffix!r} is not allowed; use e.g. '.png'")
+        self.root.mkdir(parents=True, exist_ok=True)
+        file_id = f"f_{secrets.token_hex(10)}{suffix}"
+        target = self.root / file_id
+        temp = self.root / f".{file_id}.tmp"
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+        return file_id
+
+    def path(self, file_id: str) -> Path:
+        """Where a stored file lives; ids that are not ours are refused, never joined."""
+        if not _ID.match(file_id):
+            raise EngineError(f"{file_id!r} is not a file id of this store")
+        return self.root / file_id
+
+    def read(self, file_id: str) -> bytes:
+        path = self.path(file_id)
+        if not path.is_file():
+            raise EngineError(f"file {file_id} does not exist")
+        return path.read_bytes()

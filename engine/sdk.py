@@ -1,0 +1,28 @@
+"""The one module node authors import.
+
+    from engine.sdk import Node, NodeContext, NodeOutputs, Input, Output, node, Resources
+"""
+
+from engine.context import NodeContext
+from engine.declare import ALWAYS, Input, Node, NodeOutputs, Output, node
+from engine.errors import RunCancelled
+from engine.spec import Resources
+from engine.types import (
+    AnyValue,
+    Audio,
+    Document,
+    Embedding,
+    File,
+    Image,
+    Json,
+    Mask,
+    Messages,
+    Port,
+    Video,
+)
+
+__all__ = [
+    "ALWAYS", "AnyValue", "Audio", "Document", "Embedding", "File", "Image", "Input", "Json",
+    "Mask", "Messages", "Node", "NodeContext", "NodeOutputs", "Output", "Port", "Resources",
+    "RunCancelled", "Video", "node",
+]

@@ -1,0 +1,43 @@
+"""All ``HOMEPILOT_*`` settings in one object."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEPILOT_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".homepilot")
+    # A path list (like PATH); empty means $HOMEPILOT_HOME/custom_nodes.
+    custom_nodes: str = ""
+    executor: Literal["ray", "local"] = "ray"
+    ray_address: str | None = None
+    ray_dashboard: bool = True
+    # Light nodes in a chain share one Ray task (see engine/executors/ray.py).
+    ray_fuse: bool = True
+    cache_max_entries: int = 20_000
+    cache_max_bytes: int = 2 * 1024**3
+    local_workers: int = 8
+    graphs_dir: Path | None = None
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _expand(cls, value: object) -> object:
+        return Path(os.path.expanduser(str(value))) if value else value
+
+    def custom_node_dirs(self) -> list[Path]:
+        if self.custom_nodes.strip():
+            return [Path(os.path.expanduser(p)) for p in self.custom_nodes.split(os.pathsep) if p]
+        return [self.home / "custom_nodes"]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

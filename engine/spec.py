@@ -1,0 +1,112 @@
+"""What a node is to the engine: its schema (``NodeSpec``) and how to run it (``NodeDef``).
+
+Our SDK nodes and adapted ComfyUI nodes both end up as a ``NodeDef``; validation, the
+scheduler and the executors know nothing else about them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from engine.context import NodeContext
+
+
+class Resources(BaseModel):
+    """What a node needs to run; executors turn it into placement (Ray task options)."""
+
+    cpu: float | None = None       # logical CPUs; None = the executor's default
+    gpu: float = 0.0               # GPU fraction; > 0 asks for a GPU
+    memory: int | None = None      # bytes
+    prefer_gpu: bool = False       # True: use a GPU when the cluster has one, else run on CPU
+
+    @property
+    def requires_gpu(self) -> bool:
+        return self.gpu > 0 and not self.prefer_gpu
+
+
+class InputSpec(BaseModel):
+    name: str
+    type: str
+    kind: Literal["required", "optional", "hidden"] = "required"
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: list[Any] | None = None
+    multiline: bool = False
+    description: str = ""
+    # ComfyUI's forceInput / V3 link-only inputs: must be linked, never a constant.
+    link_only: bool = False
+
+
+class OutputSpec(BaseModel):
+    name: str
+    type: str
+    is_list: bool = False
+    description: str = ""
+
+
+class NodeSpec(BaseModel):
+    """A node type's schema: what ``homepilot nodes --json`` and the editor show."""
+
+    type: str
+    display_name: str
+    category: str
+    description: str = ""
+    version: str = "1.0.0"
+    inputs: list[InputSpec] = Field(default_factory=list)
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    resources: Resources | None = None
+    model_kind: str | None = None
+    deterministic: bool = True
+    output_node: bool = False
+    input_is_list: bool = False
+    source: str = "builtin"          # "builtin" or "custom_nodes.<pack>"
+    api: Literal["homepilot", "comfy", "comfy_v3"] = "homepilot"
+
+    def input(self, name: str) -> InputSpec | None:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        return None
+
+    def output_index(self, name: str) -> int | None:
+        """An output by name, or by position written as digits (ComfyUI links)."""
+        if name.isdigit():
+            index = int(name)
+            return index if index < len(self.outputs) else None
+        for index, spec in enumerate(self.outputs):
+            if spec.name == name:
+                return index
+        return None
+
+    @property
+    def fusable(self) -> bool:
+        """Light enough to share one Ray task with its neighbours: no placement wishes."""
+        return self.resources is None and self.model_kind is None
+
+
+@dataclass(slots=True)
+class NodeResult:
+    """One execution's outputs, by output position, and the optional UI dict it showed."""
+
+    values: tuple[Any, ...]
+    ui: dict[str, Any] | None = None
+
+
+Execute = Callable[[dict[str, Any], "NodeContext"], NodeResult]
+IsChanged = Callable[[dict[str, Any]], Any]
+# Returns problems as (input name or None, message); empty when the inputs are fine.
+ValidateInputs = Callable[[dict[str, Any]], list[tuple[str | None, str]]]
+
+
+@dataclass(slots=True)
+class NodeDef:
+    spec: NodeSpec
+    execute: Execute
+    is_changed: IsChanged | None = None
+    validate_inputs: ValidateInputs | None = None

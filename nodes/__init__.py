@@ -1,0 +1,24 @@
+"""Built-in nodes, one domain per module; ``build_registry`` is the registry factory."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.registry import Registry, RegistrySource
+
+# Modules whose @node classes are built in. Heavy libraries are imported inside run().
+MODULES = ("primitive", "text", "math", "logic", "lists", "image")
+
+
+def build_registry(custom_node_dirs: Sequence[str | Path] = ()) -> Registry:
+    """All built-in nodes plus every pack found in ``custom_node_dirs``."""
+    from engine.comfy.loader import load_packs
+
+    dirs = [str(d) for d in custom_node_dirs]
+    registry = Registry(RegistrySource(factory="nodes:build_registry", custom_node_dirs=dirs))
+    for name in MODULES:
+        registry.register_module(importlib.import_module(f"nodes.{name}"))
+    load_packs(registry, dirs)
+    return registry
