@@ -62,12 +62,12 @@ def adapt(type_id: str, cls: type, display_name: str | None, module: str) -> Nod
                     input_is_list=bool(getattr(cls, "INPUT_IS_LIST", False)),
                     deterministic=not bool(getattr(cls, "NOT_IDEMPOTENT", False)),
                     source=module, api="comfy")
-    hidden = [i.name for i in inputs if i.kind == "hidden"]
+    hidden = [(i.name, i.type) for i in inputs if i.kind == "hidden"]
     function = getattr(cls, "FUNCTION")
 
     def execute(values: dict[str, Any], ctx: NodeContext) -> NodeResult:
-        for name in hidden:
-            values[name] = _hidden_value(name, ctx, spec.input_is_list)
+        for name, kind in hidden:
+            values[name] = _hidden_value(kind, ctx, spec.input_is_list)
         with active(ctx):
             produced = getattr(cls(), function)(**values)
         return unpack_result(produced, len(outputs))
@@ -87,8 +87,8 @@ def adapt(type_id: str, cls: type, display_name: str | None, module: str) -> Nod
     return NodeDef(spec=spec, execute=execute, is_changed=is_changed, validate_inputs=validate)
 
 
-def _hidden_value(name: str, ctx: NodeContext, as_list: bool) -> Any:
-    value: Any = ctx.node_id if name == "UNIQUE_ID" else ({} if name in _HIDDEN else None)
+def _hidden_value(kind: str, ctx: NodeContext, as_list: bool) -> Any:
+    value: Any = ctx.node_id if kind == "UNIQUE_ID" else ({} if kind in _HIDDEN else None)
     return [value] if as_list else value
 
 
