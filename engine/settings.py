@@ -26,11 +26,18 @@ class Settings(BaseSettings):
     cache_max_bytes: int = 2 * 1024**3
     local_workers: int = 8
     graphs_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: str = ("http://localhost:3000,http://localhost:3001,http://localhost:5173,"
+                         "http://127.0.0.1:5173,http://127.0.0.1:3001")
 
     @field_validator("home", mode="before")
     @classmethod
     def _expand(cls, value: object) -> object:
         return Path(os.path.expanduser(str(value))) if value else value
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def custom_node_dirs(self) -> list[Path]:
         if self.custom_nodes.strip():

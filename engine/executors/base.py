@@ -125,8 +125,8 @@ def started_event(handle: RunHandle, plan: Plan, to_run: list[str], cached: list
     handle.emit(Event("run_started", handle.run_id, data={
         "graph": plan.graph_name, "nodes": len(plan.nodes), "to_run": len(to_run),
         "executor": handle.executor}))
-    if cached:
-        handle.emit(Event("node_cached", handle.run_id, data={"nodes": cached}))
+    # Always sent, even empty: clients (ComfyUI's among them) wait for it.
+    handle.emit(Event("node_cached", handle.run_id, data={"nodes": cached}))
 
 
 def finished_event(handle: RunHandle, result: RunResult) -> None:

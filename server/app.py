@@ -1,0 +1,81 @@
+"""The FastAPI application: state, routers, error handlers, pack routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from engine.executors.base import Executor
+from engine.files import FileStore
+from engine.registry import Registry
+from engine.settings import Settings, get_settings
+from server import errors
+from server.hub import ClientHub
+from server.packroutes import PackRoutes
+from server.prompt_server import PromptServer
+from server.routers import comfy, files, graphs, health
+from server.services.runs import RunService
+from server.state import AppState
+from server.version import VERSION
+
+log = logging.getLogger("homepilot.server")
+
+REPO_GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
+
+
+def build_registry(settings: Settings, extra_dirs: list[str] | None = None) -> Registry:
+    from nodes import build_registry as build
+
+    dirs = [str(d) for d in settings.custom_node_dirs()] + list(extra_dirs or [])
+    return build(dirs)
+
+
+def build_executor(settings: Settings, registry: Registry, kind: str | None = None) -> Executor:
+    kind = kind or settings.executor
+    if kind == "local":
+        from engine.executors.local import LocalExecutor
+        return LocalExecutor(registry)
+    from engine.executors.ray import RayExecutor
+    return RayExecutor(registry, address=settings.ray_address)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None,
+               executor: Executor | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    registry = registry or build_registry(settings)
+    owns_executor = executor is None
+    executor = executor or build_executor(settings, registry)
+    hub = ClientHub()
+    state = AppState(settings=settings, registry=registry, executor=executor,
+                     runs=RunService(executor), files=FileStore(settings.home / "files"),
+                     hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS)
+    pack_routes = PackRoutes()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        PromptServer.instance.sink = hub.send
+        await pack_routes.start()
+        try:
+            yield
+        finally:
+            await pack_routes.stop()
+            for record in state.runs.running():
+                record.handle.cancel()
+            if owns_executor:
+                executor.close()
+
+    app = FastAPI(title="HomePilot", version=VERSION, lifespan=lifespan,
+                  description="Local-first generative-AI server; every feature is a node graph.")
+    app.state.homepilot = state
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(),
+                       allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
+    errors.install(app)
+    for module in (health, graphs, comfy, files):
+        app.include_router(module.router)
+    pack_routes.mount(app)
+    return app

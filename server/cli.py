@@ -1,0 +1,214 @@
+"""The ``homepilot`` command: run, validate, nodes, serve."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from engine.errors import GraphLoadError, GraphValidationError
+from engine.settings import get_settings
+
+
+def _registry(custom_nodes: tuple[str, ...]) -> Any:
+    from server.app import build_registry
+    return build_registry(get_settings(), list(custom_nodes))
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not name=value", param_hint="--set")
+        try:
+            values[name] = json.loads(value) if value[:1] in "[{\"" else value
+        except json.JSONDecodeError:
+            values[name] = value
+    return values
+
+
+def _load(file: str) -> Any:
+    from engine.loader import load_graph
+    try:
+        return load_graph(file)
+    except GraphLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _issues_json(exc: GraphValidationError) -> list[dict[str, Any]]:
+    return [issue.model_dump() for issue in exc.issues]
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log engine details")
+def main(verbose: bool) -> None:
+    """HomePilot: a local-first generative-AI server where every feature is a node graph."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="a graph input")
+@click.option("--executor", type=click.Choice(["ray", "local"]), default=None,
+              help="where nodes run (default: ray, or HOMEPILOT_EXECUTOR)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object, no progress bars")
+@click.option("--custom-nodes", multiple=True, type=click.Path(file_okay=False),
+              help="a folder of custom node packs (repeatable)")
+@click.option("--output", "outputs", multiple=True, help="only compute these graph outputs")
+@click.option("--ray-address", default=None, help="join this Ray cluster ('auto' for local)")
+def run(file: str, sets: tuple[str, ...], executor: str | None, as_json: bool,
+        custom_nodes: tuple[str, ...], outputs: tuple[str, ...], ray_address: str | None) -> None:
+    """Run a graph file and print its outputs."""
+    from server.app import build_executor
+    from server.progress import ProgressView
+    from server.serialize import jsonable
+
+    settings = get_settings()
+    if ray_address:
+        settings.ray_address = ray_address
+    graph = _load(file)
+    registry = _registry(custom_nodes)
+    engine = build_executor(settings, registry, executor)
+    view = None if as_json or not sys.stdout.isatty() else ProgressView()
+    try:
+        handle = engine.submit(graph, _parse_sets(sets), outputs=list(outputs) or None,
+                               listener=view.on_event if view else None)
+    except GraphValidationError as exc:
+        if as_json:
+            click.echo(json.dumps({"status": "invalid", "issues": _issues_json(exc)}, indent=2))
+        else:
+            click.echo(str(exc), err=True)
+        sys.exit(2)
+    try:
+        with view or _Nothing():
+            result = handle.result()
+    except KeyboardInterrupt:
+        handle.cancel()
+        result = handle.result(60)
+    from engine.files import FileStore
+    store = FileStore(settings.home / "files")
+    payload = {"run_id": result.run_id, "status": result.status,
+               "outputs": jsonable(result.outputs, store), "executed": result.executed,
+               "cached": result.cached,
+               "timings": {n: round(t.end - t.start, 6) for n, t in result.timings.items()}}
+    if result.ui:
+        payload["ui"] = jsonable(result.ui, store)
+    if result.error is not None:
+        payload["error"] = result.error.model_dump()
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        _print_result(payload)
+    engine.close()
+    sys.exit(0 if result.status == "success" else 1)
+
+
+class _Nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _print_result(payload: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    console = Console()
+    style = {"success": "green", "failed": "red", "cancelled": "yellow"}[payload["status"]]
+    console.print(f"[{style}]{payload['status']}[/] run {payload['run_id']} — "
+                  f"{len(payload['executed'])} executed, {len(payload['cached'])} cached")
+    for name, value in payload["outputs"].items():
+        console.print(f"[bold]{name}[/] =", Pretty(value))
+    if "error" in payload:
+        error = payload["error"]
+        console.print(f"[red]node {error['node_id']} ({error['node_type']}) failed: "
+                      f"{error['error_type']}: {error['message']}[/]")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--custom-nodes", multiple=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+def validate(file: str, custom_nodes: tuple[str, ...], as_json: bool, sets: tuple[str, ...]) -> None:
+    """Check a graph file; prints every problem and exits non-zero if there are any."""
+    from engine.compiler import validate_graph
+
+    graph = _load(file)
+    issues = validate_graph(graph, _registry(custom_nodes), _parse_sets(sets))
+    if as_json:
+        click.echo(json.dumps({"ok": not issues, "issues": [i.model_dump() for i in issues]},
+                              indent=2))
+    elif issues:
+        click.echo(f"{file}: {len(issues)} problem(s)", err=True)
+        for issue in issues:
+            click.echo(f"  - {issue}", err=True)
+    else:
+        click.echo(f"{file}: ok ({len(graph.nodes)} nodes)")
+    sys.exit(1 if issues else 0)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="every node's full schema")
+@click.option("--custom-nodes", multiple=True, type=click.Path(file_okay=False))
+def nodes(as_json: bool, custom_nodes: tuple[str, ...]) -> None:
+    """List the installed node types."""
+    registry = _registry(custom_nodes)
+    if as_json:
+        click.echo(json.dumps(registry.schemas(), indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("type", "category", "inputs", "outputs", "source")
+    for spec in registry.specs():
+        table.add_row(spec.type, spec.category, ", ".join(i.name for i in spec.inputs),
+                      ", ".join(f"{o.name}:{o.type}" for o in spec.outputs), spec.source)
+    Console().print(table)
+    for pack in registry.packs:
+        if not pack.ok:
+            click.echo(f"pack {pack.name} failed to import: {pack.error}", err=True)
+
+
+@main.command()
+@click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
+@click.option("--port", default=None, type=int, help="port (default 8000)")
+@click.option("--ray-address", default=None, help="join a Ray cluster (e.g. 'auto')")
+@click.option("--executor", type=click.Choice(["ray", "local"]), default=None)
+@click.option("--custom-nodes", multiple=True, type=click.Path(file_okay=False))
+def serve(host: str | None, port: int | None, ray_address: str | None, executor: str | None,
+          custom_nodes: tuple[str, ...]) -> None:
+    """Start the HTTP server (the engine API, ComfyUI's API, later the HomePilot API)."""
+    import uvicorn
+
+    from server.app import build_executor, create_app
+
+    settings = get_settings()
+    if ray_address:
+        settings.ray_address = ray_address
+    registry = _registry(custom_nodes)
+    engine = build_executor(settings, registry, executor)
+    status = engine.status()
+    host, port = host or settings.host, port or settings.port
+    click.echo(f"HomePilot on http://{host}:{port}  (executor: {status['executor']}, "
+               f"{len(registry)} node types)")
+    if status.get("dashboard_url"):
+        click.echo(f"Ray dashboard: {status['dashboard_url']}  (token: "
+                   f"{status.get('dashboard_token_file')})")
+    for pack in registry.packs:
+        if not pack.ok:
+            click.echo(f"pack {pack.name} skipped: {pack.error}", err=True)
+    app = create_app(settings, registry, engine)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        engine.close()
+
+

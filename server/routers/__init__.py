@@ -1,0 +1,1 @@
+"""One router module per endpoint group; ``server/app.py`` includes them all."""

@@ -1,0 +1,245 @@
+"""ComfyUI's HTTP API, so existing ComfyUI clients and scripts work unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from engine.errors import GraphLoadError, GraphValidationError
+from engine.loader import graph_from_comfy
+from server.deps import State
+from server.errors import ApiError
+from server.services import comfy
+from server.services.runs import RunRecord
+from server.state import AppState
+
+router = APIRouter(tags=["comfyui"])
+
+
+class PromptAccepted(BaseModel):
+    prompt_id: str
+    number: int
+    node_errors: dict[str, Any]
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
+
+
+def _status_message(state: AppState, client_id: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": {"exec_info": {"queue_remaining": len(state.runs.running())}}}
+    if client_id is not None:
+        data["sid"] = client_id
+    return data
+
+
+def _forwarder(state: AppState, holder: list[RunRecord], client_id: str | None) -> Any:
+    """Turns a run's engine events into ComfyUI messages for the submitting client."""
+    def forward(event: Any) -> None:
+        if not holder:
+            return
+        for kind, data in comfy.ws_messages(holder[0], event):
+            state.hub.send(kind, data, client_id)
+        if event.type in ("run_finished", "run_failed", "run_cancelled"):
+            state.hub.send("status", _status_message(state))
+    return forward
+
+
+@router.post("/prompt", response_model=PromptAccepted)
+async def post_prompt(request: Request, state: State) -> Any:
+    try:
+        body = await _json_body(request)
+    except ApiError as exc:
+        return JSONResponse(comfy.bad_body(exc.message), status_code=400)
+    if not isinstance(body, dict) or not body.get("prompt"):
+        return JSONResponse(comfy.no_prompt(), status_code=400)
+    prompt = body["prompt"]
+    client_id = body.get("client_id")
+    prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+    if not isinstance(prompt, dict):
+        return JSONResponse(comfy.bad_body("'prompt' must be an object of nodes"), status_code=400)
+    if state.runs.get(prompt_id) is not None:
+        return JSONResponse(comfy.bad_body(f"prompt_id {prompt_id} is already used"),
+                            status_code=400)
+    try:
+        graph = graph_from_comfy(prompt, name="prompt")
+    except GraphLoadError as exc:
+        return JSONResponse(comfy.bad_body(str(exc)), status_code=400)
+    holder: list[RunRecord] = []
+    events: list[Any] = []
+    forward = _forwarder(state, holder, client_id)
+
+    def listener(event: Any) -> None:
+        # Events that arrive before the record exists are replayed once it does.
+        if holder:
+            forward(event)
+        else:
+            events.append(event)
+    try:
+        record = state.runs.start(graph, run_id=prompt_id, client_id=client_id, prompt=prompt,
+                                  extra_data=body.get("extra_data") or {}, listener=listener)
+    except GraphValidationError as exc:
+        outputs = [n for n, node in prompt.items() if isinstance(node, dict)
+                   and (d := state.registry.get(str(node.get("class_type")))) is not None
+                   and d.spec.output_node]
+        return JSONResponse(comfy.prompt_errors(exc.issues, prompt, outputs), status_code=400)
+    holder.append(record)
+    for event in events:
+        forward(event)
+    state.hub.send("status", _status_message(state))
+    return PromptAccepted(prompt_id=record.run_id, number=record.number, node_errors={})
+
+
+@router.get("/prompt")
+def get_prompt(state: State) -> dict[str, Any]:
+    return {"exec_info": {"queue_remaining": len(state.runs.running())}}
+
+
+def _comfy_records(state: AppState) -> list[RunRecord]:
+    return [r for r in state.runs.records() if r.prompt is not None]
+
+
+@router.get("/history")
+def history(state: State, max_items: int | None = Query(None, ge=1)) -> dict[str, Any]:
+    records = [r for r in _comfy_records(state) if r.handle.done()]
+    if max_items is not None:
+        records = records[-max_items:]
+    return {r.run_id: comfy.history_entry(r) for r in records}
+
+
+@router.get("/history/{prompt_id}")
+def history_of(prompt_id: str, state: State) -> dict[str, Any]:
+    record = state.runs.get(prompt_id)
+    if record is None or record.prompt is None or not record.handle.done():
+        return {}
+    return {prompt_id: comfy.history_entry(record)}
+
+
+class HistoryChange(BaseModel):
+    clear: bool = False
+    delete: list[str] = []
+
+
+@router.post("/history")
+def change_history(change: HistoryChange, state: State) -> dict[str, Any]:
+    if change.clear:
+        state.runs.clear_finished()
+    for prompt_id in change.delete:
+        record = state.runs.get(prompt_id)
+        if record is not None and record.handle.done():
+            state.runs.delete(prompt_id)
+    return {}
+
+
+def _queue_item(record: RunRecord) -> list[Any]:
+    return [record.number, record.run_id, record.prompt or {}, {"client_id": record.client_id},
+            record.output_nodes]
+
+
+@router.get("/queue")
+def queue(state: State) -> dict[str, Any]:
+    running = [r for r in _comfy_records(state) if not r.handle.done()]
+    # Runs start as soon as they are accepted: nothing ever waits in a pending queue.
+    return {"queue_running": [_queue_item(r) for r in running], "queue_pending": []}
+
+
+class QueueChange(BaseModel):
+    clear: bool = False
+    delete: list[str] = []
+
+
+@router.post("/queue")
+def change_queue(change: QueueChange, state: State) -> dict[str, Any]:
+    targets = [r for r in _comfy_records(state) if not r.handle.done()] if change.clear else \
+        [r for r in (state.runs.get(p) for p in change.delete) if r is not None]
+    for record in targets:
+        record.handle.cancel()
+    return {}
+
+
+@router.post("/interrupt")
+async def interrupt(request: Request, state: State) -> dict[str, Any]:
+    body = await _json_body(request)
+    prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+    for record in _comfy_records(state):
+        if not record.handle.done() and prompt_id in (None, record.run_id):
+            record.handle.cancel()
+    return {}
+
+
+@router.get("/object_info")
+def object_info(state: State) -> dict[str, Any]:
+    return {spec.type: comfy.object_info(spec) for spec in state.registry.specs()}
+
+
+@router.get("/object_info/{node_class}")
+def object_info_of(node_class: str, state: State) -> dict[str, Any]:
+    definition = state.registry.get(node_class)
+    if definition is None:
+        raise ApiError(404, "node_type_not_found", f"there is no node class '{node_class}'")
+    return {node_class: comfy.object_info(definition.spec)}
+
+
+@router.get("/system_stats")
+def system_stats(state: State) -> dict[str, Any]:
+    import platform
+    import sys
+
+    return {"system": {"os": platform.system().lower(), "python_version": sys.version,
+                       "embedded_python": False, "comfyui_version": "homepilot",
+                       "ram_total": _meminfo("MemTotal"), "ram_free": _meminfo("MemAvailable")},
+            "devices": []}
+
+
+def _meminfo(key: str) -> int:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+@router.websocket("/ws")
+async def socket(websocket: WebSocket, state: State, clientId: str | None = None) -> None:  # noqa: N803
+    client_id = clientId or uuid.uuid4().hex
+    await websocket.accept()
+    queue = state.hub.connect(client_id)
+    async def send() -> None:
+        await websocket.send_text(json.dumps({"type": "status",
+                                              "data": _status_message(state, client_id)}))
+        while True:
+            await websocket.send_text(await queue.get())
+
+    async def receive() -> None:
+        # Clients send nothing we act on; reading notices when they go away.
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+    tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        state.hub.disconnect(client_id, queue)
+
+

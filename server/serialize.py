@@ -1,0 +1,36 @@
+"""Turning run outputs into JSON: images become stored files, the rest plain values."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+from engine.files import FileStore
+
+
+def jsonable(value: Any, files: FileStore) -> Any:
+    """A JSON-ready form of a node value; media is written to the file store once."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, files) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, files) for v in value]
+    if _is_image(value):
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        file_id = files.save(buffer.getvalue(), ".png")
+        return {"type": "image", "file_id": file_id, "url": f"/files/{file_id}",
+                "width": value.size[0], "height": value.size[1], "mode": value.mode}
+    if isinstance(value, (bytes, bytearray)):
+        file_id = files.save(bytes(value), ".bin")
+        return {"type": "bytes", "file_id": file_id, "url": f"/files/{file_id}",
+                "size": len(value)}
+    return repr(value)
+
+
+def _is_image(value: Any) -> bool:
+    return hasattr(value, "size") and hasattr(value, "mode") and hasattr(value, "save")

@@ -1,0 +1,1 @@
+"""Services: the translation between HTTP requests and graph runs."""

@@ -1,0 +1,42 @@
+"""The graph library under ``graphs/``: listing and loading by name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from engine.graph import Graph
+from engine.loader import load_graph
+from server.errors import ApiError
+
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def graph_names(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    names = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix in SUFFIXES and path.is_file() and not path.name.startswith("."):
+            names.append(path.relative_to(root).with_suffix("").as_posix())
+    return names
+
+
+def graph_path(root: Path, name: str) -> Path:
+    """The file of a named graph; names are checked, never joined blindly."""
+    if not _NAME.match(name):
+        raise ApiError(400, "invalid_graph_name", f"{name!r} is not a graph name "
+                       "(letters, digits, '_', '-' and '/' between parts)")
+    for suffix in SUFFIXES:
+        candidate = root / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise ApiError(404, "graph_not_found", f"there is no graph named '{name}' in {root}")
+
+
+def load_named(root: Path, name: str) -> Graph:
+    graph = load_graph(graph_path(root, name))
+    if graph.name == Path(name).name:
+        graph = graph.model_copy(update={"name": name})
+    return graph

@@ -1,0 +1,104 @@
+"""Runs started over HTTP: their records, their events as asyncio streams, their queue."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.events import Event
+from engine.executors.base import Executor
+from engine.graph import Graph
+from engine.run import RunHandle
+
+TERMINAL = {"run_finished", "run_failed", "run_cancelled"}
+
+
+@dataclass
+class RunRecord:
+    handle: RunHandle
+    number: int
+    graph: Graph
+    submitted: float = field(default_factory=time.time)
+    client_id: str | None = None
+    # The ComfyUI prompt as posted, when the run came through /prompt.
+    prompt: dict[str, Any] | None = None
+    extra_data: dict[str, Any] = field(default_factory=dict)
+    output_nodes: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.handle.run_id
+
+
+class RunService:
+    """Starts runs on the executor and remembers the last ``keep`` of them."""
+
+    def __init__(self, executor: Executor, keep: int = 1000) -> None:
+        self.executor = executor
+        self.keep = keep
+        self._records: OrderedDict[str, RunRecord] = OrderedDict()
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def start(self, graph: Graph, inputs: dict[str, Any] | None = None, *,
+              outputs: list[str] | None = None, run_id: str | None = None,
+              client_id: str | None = None, prompt: dict[str, Any] | None = None,
+              extra_data: dict[str, Any] | None = None,
+              listener: Any = None) -> RunRecord:
+        """Validate and start; ``GraphValidationError`` propagates before anything runs."""
+        plan_handle = self.executor.submit(graph, inputs, outputs=outputs, run_id=run_id,
+                                           listener=listener)
+        registry = self.executor.registry
+        output_nodes = [n for n, node in graph.nodes.items()
+                        if (d := registry.get(node.type)) is not None and d.spec.output_node]
+        record = RunRecord(plan_handle, next(self._numbers), graph, client_id=client_id,
+                           prompt=prompt, extra_data=extra_data or {}, output_nodes=output_nodes)
+        with self._lock:
+            self._records[record.run_id] = record
+            while len(self._records) > self.keep:
+                self._records.popitem(last=False)
+        return record
+
+    def get(self, run_id: str) -> RunRecord | None:
+        return self._records.get(run_id)
+
+    def records(self) -> list[RunRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+    def running(self) -> list[RunRecord]:
+        return [r for r in self.records() if not r.handle.done()]
+
+    def delete(self, run_id: str) -> bool:
+        with self._lock:
+            return self._records.pop(run_id, None) is not None
+
+    def clear_finished(self) -> None:
+        with self._lock:
+            for run_id in [k for k, r in self._records.items() if r.handle.done()]:
+                del self._records[run_id]
+
+
+async def stream(handle: RunHandle) -> AsyncIterator[Event]:
+    """A run's events, past ones first, ending after the terminal event."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def deliver(event: Event) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    unsubscribe = handle.subscribe(deliver, replay=True)
+    try:
+        while True:
+            event = await queue.get()
+            yield event
+            if event.type in TERMINAL:
+                return
+    finally:
+        unsubscribe()

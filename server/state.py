@@ -1,0 +1,24 @@
+"""What the app holds for its lifetime, built once by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.executors.base import Executor
+from engine.files import FileStore
+from engine.registry import Registry
+from engine.settings import Settings
+from server.hub import ClientHub
+from server.services.runs import RunService
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    registry: Registry
+    executor: Executor
+    runs: RunService
+    files: FileStore
+    hub: ClientHub
+    graphs_dir: Path
