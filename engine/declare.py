@@ -96,6 +96,14 @@ def port_type(annotation: Any, explicit: str | None = None) -> str:
     return _PLAIN.get(annotation, t.JSON)
 
 
+def _field_type(info: FieldInfo, explicit: str | None) -> str:
+    # pydantic moves Annotated metadata (our Port) from the annotation to info.metadata.
+    for meta in info.metadata:
+        if isinstance(meta, t.Port) and not explicit:
+            return meta.type
+    return port_type(info.annotation, explicit)
+
+
 def _extra(info: FieldInfo) -> dict[str, Any]:
     extra = info.json_schema_extra
     return dict(extra.get(_EXTRA, {})) if isinstance(extra, dict) else {}
@@ -108,7 +116,7 @@ def _input_specs(cls: type[Node]) -> list[InputSpec]:
         has_default = info.default is not PydanticUndefined or info.default_factory is not None
         default = info.get_default(call_default_factory=True) if has_default else None
         specs.append(InputSpec(
-            name=name, type=port_type(info.annotation, extra.get("type")),
+            name=name, type=_field_type(info, extra.get("type")),
             kind="optional" if extra.get("optional") else "required",
             default=default, min=extra.get("min"), max=extra.get("max"),
             step=extra.get("step"), choices=extra.get("choices"),
@@ -121,7 +129,7 @@ def _output_specs(outputs: type[NodeOutputs]) -> list[OutputSpec]:
     specs = []
     for name, info in outputs.model_fields.items():
         extra = _extra(info)
-        specs.append(OutputSpec(name=name, type=port_type(info.annotation, extra.get("type")),
+        specs.append(OutputSpec(name=name, type=_field_type(info, extra.get("type")),
                                 is_list=bool(extra.get("is_list")),
                                 description=info.description or ""))
     return specs
@@ -145,9 +153,13 @@ def _executor(cls: type[Node], names: tuple[str, ...]) -> Callable[..., NodeResu
 def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
          display_name: str | None = None, description: str | None = None,
          resources: Resources | None = None, model_kind: str | None = None,
-         deterministic: bool = True, output_node: bool = False,
+         deterministic: bool = True, output_node: bool = False, input_is_list: bool = False,
          ) -> Callable[[type[Node]], type[Node]]:
-    """Register a ``Node`` subclass as node type ``type_id`` (e.g. ``"text.Concat"``)."""
+    """Register a ``Node`` subclass as node type ``type_id`` (e.g. ``"text.Concat"``).
+
+    ``input_is_list``: the node gathers per-item results — every input arrives as a
+    list, once, instead of the node running once per item.
+    """
 
     def decorate(cls: type[Node]) -> type[Node]:
         outputs_cls = cls.Outputs
@@ -158,7 +170,8 @@ def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
             display_name=display_name or _title(type_id),
             description=description or inspect.cleandoc(cls.__doc__ or ""),
             inputs=_input_specs(cls), outputs=output_specs, resources=resources,
-            model_kind=model_kind, deterministic=deterministic, output_node=output_node)
+            model_kind=model_kind, deterministic=deterministic, output_node=output_node,
+            input_is_list=input_is_list)
         names = tuple(o.name for o in output_specs)
         fingerprint = cls.fingerprint if cls.fingerprint.__func__ is not Node.fingerprint.__func__ else None
         check = cls.check if cls.check.__func__ is not Node.check.__func__ else None

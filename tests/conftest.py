@@ -15,7 +15,6 @@ _HOME = tempfile.mkdtemp(prefix="homepilot-test-home-")
 os.environ["HOMEPILOT_HOME"] = _HOME
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-from engine.comfy.loader import pack_registry  # noqa: E402
 from engine.executors.base import Executor  # noqa: E402
 from engine.graph import Graph  # noqa: E402
 from engine.registry import Registry  # noqa: E402
@@ -37,18 +36,20 @@ def ray_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pack_reg() -> Registry:
-    """Only the test packs: engine test nodes, a classic and a V3 ComfyUI pack."""
-    return pack_registry([str(PACKS)])
+def registry() -> Registry:
+    """Built-in nodes plus the test packs: engine test nodes, a classic and a V3 ComfyUI pack."""
+    from nodes import build_registry
+
+    return build_registry([str(PACKS)])
 
 
 @pytest.fixture(scope="session")
-def _executors(request: pytest.FixtureRequest, pack_reg: Registry) -> dict[str, Executor]:
+def _executors() -> dict[str, Executor]:
     return {}
 
 
 @pytest.fixture(params=["local", "ray"])
-def executor(request: pytest.FixtureRequest, pack_reg: Registry,
+def executor(request: pytest.FixtureRequest, registry: Registry,
              _executors: dict[str, Executor]) -> Executor:
     """Each engine test runs against both executors, with an empty cache."""
     kind = request.param
@@ -56,10 +57,10 @@ def executor(request: pytest.FixtureRequest, pack_reg: Registry,
         if kind == "ray":
             request.getfixturevalue("ray_session")
             from engine.executors.ray import RayExecutor
-            _executors[kind] = RayExecutor(pack_reg, fuse=True)
+            _executors[kind] = RayExecutor(registry, fuse=True)
         else:
             from engine.executors.local import LocalExecutor
-            _executors[kind] = LocalExecutor(pack_reg)
+            _executors[kind] = LocalExecutor(registry)
     chosen = _executors[kind]
     chosen.clear_cache()
     return chosen

@@ -9,20 +9,20 @@ from engine.loader import graph_from_data
 from tests.conftest import FIXTURES
 
 
-def test_both_pack_kinds_and_our_own_are_registered(pack_reg):
-    apis = {pack.name: pack.api for pack in pack_reg.packs}
+def test_both_pack_kinds_and_our_own_are_registered(registry):
+    apis = {pack.name: pack.api for pack in registry.packs}
     assert apis == {"comfy_classic": "classic", "comfy_v3": "v3", "engine_nodes": "homepilot"}
-    assert all(pack.ok for pack in pack_reg.packs)
-    add = pack_reg.get("MyAdd").spec
+    assert all(pack.ok for pack in registry.packs)
+    add = registry.get("MyAdd").spec
     assert add.display_name == "My Add" and add.source == "custom_nodes.comfy_classic"
     assert [o.name for o in add.outputs] == ["sum"]
-    fmt = pack_reg.get("MyFormat").spec
+    fmt = registry.get("MyFormat").spec
     assert fmt.input("case").choices == ["keep", "upper"] and fmt.input("case").kind == "optional"
     assert fmt.input("number").link_only and fmt.output_node
-    v3 = pack_reg.get("V3Multiply").spec
+    v3 = registry.get("V3Multiply").spec
     assert (v3.input("a").min, v3.input("a").max, v3.input("a").default) == (0, 100, 2)
     assert v3.api == "comfy_v3" and [o.name for o in v3.outputs] == ["product"]
-    classic = next(p for p in pack_reg.packs if p.name == "comfy_classic")
+    classic = next(p for p in registry.packs if p.name == "comfy_classic")
     assert classic.web_directory.endswith("packs/web")
 
 

@@ -13,7 +13,7 @@ def kinds(issues) -> set[tuple[str, str | None, str | None]]:
     return {(i.kind, i.node_id, i.input) for i in issues}
 
 
-def test_all_problems_are_reported_at_once_with_node_and_input(pack_reg, make_graph):
+def test_all_problems_are_reported_at_once_with_node_and_input(registry, make_graph):
     graph = make_graph({
         "ghost": {"type": "test.DoesNotExist", "inputs": {}},
         "low": {"type": "test.Limited", "inputs": {"value": -1, "text": "x"}},
@@ -28,7 +28,7 @@ def test_all_problems_are_reported_at_once_with_node_and_input(pack_reg, make_gr
         "extra": {"type": "test.Inc", "inputs": {"y": 1}},
         "undeclared": {"type": "test.Inc", "inputs": {"x": "${inputs.nope}"}},
     })
-    issues = validate_graph(graph, pack_reg)
+    issues = validate_graph(graph, registry)
     assert kinds(issues) == {
         ("unknown_node_type", "ghost", None),
         ("value_smaller_than_min", "low", "value"),
@@ -48,44 +48,44 @@ def test_all_problems_are_reported_at_once_with_node_and_input(pack_reg, make_gr
     assert all(i.node_type for i in issues if i.node_id != "ghost")
 
 
-def test_a_cycle_names_its_nodes(pack_reg, make_graph):
+def test_a_cycle_names_its_nodes(registry, make_graph):
     graph = make_graph({"a": {"type": "test.Inc", "inputs": {"x": "${c.value}"}},
                         "b": {"type": "test.Inc", "inputs": {"x": "${a.value}"}},
                         "c": {"type": "test.Inc", "inputs": {"x": "${b.value}"}},
                         "free": {"type": "test.Inc", "inputs": {"x": 1}}})
-    issues = validate_graph(graph, pack_reg)
+    issues = validate_graph(graph, registry)
     assert {(i.kind, i.node_id) for i in issues} == {("cycle", "a"), ("cycle", "b"), ("cycle", "c")}
     assert "->" in issues[0].details
 
 
-def test_graph_inputs_are_checked_against_their_declaration(pack_reg, make_graph):
+def test_graph_inputs_are_checked_against_their_declaration(registry, make_graph):
     graph = make_graph({"n": {"type": "test.Inc", "inputs": {"x": "${inputs.x}"}}},
                        outputs={"o": "${n.value}"},
                        inputs={"x": {"type": "INT", "min": 0, "max": 5},
                                "mode": {"type": "STRING", "default": "a", "choices": ["a", "b"]}})
     with pytest.raises(GraphValidationError) as raised:
-        compile_graph(graph, pack_reg, {"x": 9, "mode": "z", "other": 1})
+        compile_graph(graph, registry, {"x": 9, "mode": "z", "other": 1})
     assert kinds(raised.value.issues) == {("value_bigger_than_max", None, "x"),
                                           ("value_not_in_list", None, "mode"),
                                           ("unknown_graph_input", None, "other")}
     with pytest.raises(GraphValidationError) as raised:
-        compile_graph(graph, pack_reg, {})
+        compile_graph(graph, registry, {})
     assert kinds(raised.value.issues) == {("required_input_missing", None, "x")}
 
 
-def test_text_from_a_command_line_is_coerced_to_the_declared_type(pack_reg, make_graph):
+def test_text_from_a_command_line_is_coerced_to_the_declared_type(registry, make_graph):
     graph = make_graph({"n": {"type": "test.Inc", "inputs": {"x": "${inputs.x}"}}},
                        outputs={"o": "${n.value}"}, inputs={"x": {"type": "INT"}})
-    plan = compile_graph(graph, pack_reg, {"x": "41"})
+    plan = compile_graph(graph, registry, {"x": "41"})
     assert plan.nodes["n"].consts["x"] == 41
 
 
-def test_an_escaped_reference_is_literal_text(pack_reg, make_graph):
+def test_an_escaped_reference_is_literal_text(registry, make_graph):
     graph = make_graph({"l": {"type": "V3Label", "inputs": {"value": "${n.value}",
                                                             "prefix": "$${not.a.link} "}},
                         "n": {"type": "test.Inc", "inputs": {"x": 1}}},
                        outputs={"o": "${l.label}"})
-    plan = compile_graph(graph, pack_reg)
+    plan = compile_graph(graph, registry)
     assert plan.nodes["l"].consts["prefix"] == "${not.a.link} "
 
 
@@ -100,19 +100,19 @@ def test_a_bad_file_is_a_load_error_that_says_why(tmp_path):
         load_graph(tmp_path / "absent.yaml")
 
 
-def test_comfy_api_format_loads_links_by_position(pack_reg):
+def test_comfy_api_format_loads_links_by_position(registry):
     prompt = {"1": {"class_type": "MyAdd", "inputs": {"a": 1, "b": 2}},
               "2": {"class_type": "MyTotal", "inputs": {"value": ["1", 0]}}}
     graph = graph_from_data(prompt)
     assert graph.format == "comfy"
     assert graph.nodes["2"].inputs["value"] == "${1.0}"
-    plan = compile_graph(graph, pack_reg)
+    plan = compile_graph(graph, registry)
     assert plan.nodes["2"].links == {"value": ("1", 0)}
     assert plan.targets == ["2"]
 
 
-def test_a_comfy_prompt_without_output_nodes_is_refused(pack_reg):
+def test_a_comfy_prompt_without_output_nodes_is_refused(registry):
     graph = graph_from_data({"1": {"class_type": "MyAdd", "inputs": {"a": 1, "b": 2}}})
     with pytest.raises(GraphValidationError) as raised:
-        compile_graph(graph, pack_reg)
+        compile_graph(graph, registry)
     assert raised.value.issues[0].kind == "prompt_no_outputs"

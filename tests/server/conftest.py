@@ -13,13 +13,13 @@ from server.app import create_app
 
 
 @pytest.fixture
-def client_for(tmp_path, pack_reg) -> Iterator[Callable[[Executor], TestClient]]:
+def client_for(tmp_path, registry) -> Iterator[Callable[[Executor], TestClient]]:
     """client_for(executor) -> a started TestClient (lifespan on) over the test packs."""
     opened: list[TestClient] = []
 
     def make(executor: Executor) -> TestClient:
         settings = Settings(home=tmp_path / "home", graphs_dir=tmp_path / "graphs")
-        client = TestClient(create_app(settings, pack_reg, executor))
+        client = TestClient(create_app(settings, registry, executor))
         client.__enter__()
         opened.append(client)
         return client

@@ -1,0 +1,328 @@
+"""Image nodes built on Pillow: load, save, resize, crop, composite, convert.
+
+IMAGE values are ``PIL.Image.Image`` objects and MASK values are mode "L" images (255 =
+fully covered). No node changes an image it receives; each returns a new one, because
+cached outputs are shared between runs and branches.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from PIL import Image as PILImage
+from PIL import ImageColor, ImageOps, UnidentifiedImageError
+
+from engine.sdk import Image, Input, Mask, Node, NodeContext, NodeOutputs, node
+
+MAX_SIDE = 8192
+# Ids of the file store (``f_`` and 20 hex digits, an optional suffix) rather than paths.
+_FILE_ID = re.compile(r"f_[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
+_RESAMPLE = {"lanczos": PILImage.Resampling.LANCZOS, "bilinear": PILImage.Resampling.BILINEAR,
+             "nearest": PILImage.Resampling.NEAREST}
+_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+
+
+def _has_alpha(image: PILImage.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info)
+
+
+def _normalise(image: PILImage.Image) -> PILImage.Image:
+    """RGB, RGBA or L: the modes every image node handles (palette, CMYK, 16-bit...)."""
+    if image.mode in ("RGB", "RGBA", "L"):
+        return image
+    return image.convert("RGBA" if _has_alpha(image) else "RGB")
+
+
+def _flatten(image: PILImage.Image, background: tuple[int, int, int] = (255, 255, 255)
+             ) -> PILImage.Image:
+    """An RGB copy with transparency laid over a plain background (for JPEG)."""
+    if not _has_alpha(image):
+        return image.convert("RGB") if image.mode not in ("RGB", "L") else image
+    rgba = image.convert("RGBA")
+    flat = PILImage.new("RGB", rgba.size, background)
+    flat.paste(rgba, (0, 0), rgba.getchannel("A"))
+    return flat
+
+
+def _color(text: str) -> tuple[int, ...]:
+    try:
+        return ImageColor.getrgb(text)
+    except ValueError as exc:
+        raise ValueError(f"color {text!r} is not a color; write it as #rrggbb (or #rrggbbaa, "
+                         "or a name such as 'red')") from exc
+
+
+@node("image.Load", category="image")
+class Load(Node):
+    """Read an image from a file on disk or from the file store (an ``f_...`` id).
+
+    EXIF orientation is applied, and unusual modes (palette, CMYK, 16-bit) become RGB or
+    RGBA, so downstream nodes see the picture the way a viewer shows it.
+    """
+
+    path: str = Input(description="a path on the server's disk, or a file id (f_...)")
+
+    class Outputs(NodeOutputs):
+        image: Image
+        width: int
+        height: int
+
+    @classmethod
+    def fingerprint(cls, inputs: dict[str, Any]) -> Any:
+        # A file on disk may change between runs; store files never do.
+        path = inputs.get("path")
+        if isinstance(path, str) and not _FILE_ID.fullmatch(path):
+            try:
+                stat = Path(path).expanduser().stat()
+            except OSError:
+                return None
+            return (stat.st_mtime_ns, stat.st_size)
+        return None
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        if _FILE_ID.fullmatch(self.path):
+            data = ctx.files.read(self.path)
+        else:
+            path = Path(self.path).expanduser()
+            if not path.is_file():
+                raise ValueError(f"image file {self.path!r} does not exist")
+            data = path.read_bytes()
+        try:
+            with PILImage.open(io.BytesIO(data)) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+        except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
+            raise ValueError(f"{self.path!r} is not an image Pillow can read: {exc}") from exc
+        image = _normalise(image)
+        return self.Outputs(image=image, width=image.width, height=image.height)
+
+
+@node("image.Save", category="image", output_node=True)
+class Save(Node):
+    """Store an image in the file store as PNG, JPEG or WEBP and show it.
+
+    JPEG has no transparency: transparent parts are laid over white.
+    """
+
+    image: Image = Input(description="the picture to store")
+    format: str = Input("PNG", choices=list(_SUFFIX))
+    quality: int = Input(90, min=1, max=100, description="JPEG and WEBP quality")
+
+    class Outputs(NodeOutputs):
+        file_id: str
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        image = _flatten(self.image) if self.format == "JPEG" else _normalise(self.image)
+        options = {} if self.format == "PNG" else {"quality": self.quality}
+        buffer = io.BytesIO()
+        image.save(buffer, format=self.format, **options)
+        file_id = ctx.files.save(buffer.getvalue(), _SUFFIX[self.format])
+        shown = {"filename": file_id, "subfolder": "", "type": "output"}
+        return self.Outputs(file_id=file_id).show(images=[shown])
+
+
+@node("image.Resize", category="image")
+class Resize(Node):
+    """Resize to width × height.
+
+    stretch: exactly that size, aspect ratio ignored; fit: as large as fits inside the
+    box, aspect kept (one side may be smaller); fill: exactly that size, aspect kept,
+    the overflow cropped evenly from both sides.
+    """
+
+    image: Image = Input()
+    width: int = Input(512, min=1, max=MAX_SIDE)
+    height: int = Input(512, min=1, max=MAX_SIDE)
+    mode: str = Input("stretch", choices=["stretch", "fit", "fill"])
+    resample: str = Input("lanczos", choices=list(_RESAMPLE))
+
+    class Outputs(NodeOutputs):
+        image: Image
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        size, method = (self.width, self.height), _RESAMPLE[self.resample]
+        if self.mode == "fit":
+            resized = ImageOps.contain(self.image, size, method=method)
+        elif self.mode == "fill":
+            resized = ImageOps.fit(self.image, size, method=method)
+        else:
+            resized = self.image.resize(size, method)
+        return self.Outputs(image=resized)
+
+
+@node("image.Scale", category="image")
+class Scale(Node):
+    """Resize by a factor (0.5 halves each side), keeping the aspect ratio."""
+
+    image: Image = Input()
+    factor: float = Input(0.5, min=0.01, max=16.0, step=0.01)
+    resample: str = Input("lanczos", choices=list(_RESAMPLE))
+
+    class Outputs(NodeOutputs):
+        image: Image
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        width = max(1, round(self.image.width * self.factor))
+        height = max(1, round(self.image.height * self.factor))
+        if max(width, height) > MAX_SIDE:
+            raise ValueError(f"scaling {self.image.width}x{self.image.height} by "
+                             f"{self.factor:g} gives {width}x{height}; the limit is {MAX_SIDE} "
+                             "per side")
+        return self.Outputs(image=self.image.resize((width, height), _RESAMPLE[self.resample]))
+
+
+@node("image.Crop", category="image")
+class Crop(Node):
+    """Cut out the width × height region whose top-left corner is (x, y)."""
+
+    image: Image = Input()
+    x: int = Input(0, min=0, max=MAX_SIDE)
+    y: int = Input(0, min=0, max=MAX_SIDE)
+    width: int = Input(512, min=1, max=MAX_SIDE)
+    height: int = Input(512, min=1, max=MAX_SIDE)
+
+    class Outputs(NodeOutputs):
+        image: Image
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        right, bottom = self.x + self.width, self.y + self.height
+        if right > self.image.width or bottom > self.image.height:
+            raise ValueError(f"crop box x={self.x} y={self.y} width={self.width} "
+                             f"height={self.height} goes outside the {self.image.width}x"
+                             f"{self.image.height} image")
+        return self.Outputs(image=self.image.crop((self.x, self.y, right, bottom)))
+
+
+@node("image.Composite", category="image")
+class Composite(Node):
+    """Lay ``overlay`` on ``base`` with its top-left corner at (x, y).
+
+    Without a mask the overlay's own transparency is used; a mask (same size as the
+    overlay) says how much of each overlay pixel covers the base. Parts outside the base
+    are cut off; the result has the base's size and mode.
+    """
+
+    base: Image = Input()
+    overlay: Image = Input()
+    x: int = Input(0, min=-MAX_SIDE, max=MAX_SIDE)
+    y: int = Input(0, min=-MAX_SIDE, max=MAX_SIDE)
+    mask: Mask = Input(optional=True, description="255 = overlay, 0 = base")
+
+    class Outputs(NodeOutputs):
+        image: Image
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        result, overlay, mask = self.base.copy(), self.overlay, self.mask
+        if mask is not None:
+            if mask.size != overlay.size:
+                raise ValueError(f"mask is {mask.width}x{mask.height} but overlay is "
+                                 f"{overlay.width}x{overlay.height}; they must match")
+            mask = mask if mask.mode == "L" else mask.convert("L")
+        elif _has_alpha(overlay):
+            if result.mode == "RGBA":
+                _alpha_composite(result, overlay.convert("RGBA"), self.x, self.y)
+                return self.Outputs(image=result)
+            overlay = overlay.convert("RGBA")
+            mask = overlay.getchannel("A")
+        if overlay.mode != result.mode:
+            overlay = overlay.convert(result.mode)
+        result.paste(overlay, (self.x, self.y), mask)
+        return self.Outputs(image=result)
+
+
+def _alpha_composite(base: PILImage.Image, overlay: PILImage.Image, x: int, y: int) -> None:
+    """Porter-Duff "over" in place; Pillow refuses negative offsets, so crop those away."""
+    left, top = max(0, -x), max(0, -y)
+    if left >= overlay.width or top >= overlay.height:
+        return
+    base.alpha_composite(overlay, dest=(max(0, x), max(0, y)), source=(left, top))
+
+
+@node("image.Convert", category="image")
+class Convert(Node):
+    """Change the colour mode: RGB, RGBA (adds an opaque alpha) or L (greyscale)."""
+
+    image: Image = Input()
+    mode: str = Input("RGB", choices=["RGB", "RGBA", "L"])
+
+    class Outputs(NodeOutputs):
+        image: Image
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        image = self.image
+        return self.Outputs(image=image if image.mode == self.mode else image.convert(self.mode))
+
+
+@node("image.ToMask", category="image")
+class ToMask(Node):
+    """Turn one channel of an image into a MASK (e.g. its alpha, for ``image.Composite``).
+
+    An image without alpha gives a fully covering mask for channel 'alpha'.
+    """
+
+    image: Image = Input()
+    channel: str = Input("alpha", choices=["alpha", "red", "green", "blue", "luminance"])
+
+    class Outputs(NodeOutputs):
+        mask: Mask
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        image = self.image
+        if self.channel == "luminance":
+            return self.Outputs(mask=image.convert("L"))
+        if self.channel == "alpha":
+            if not _has_alpha(image):
+                return self.Outputs(mask=PILImage.new("L", image.size, 255))
+            return self.Outputs(mask=image.convert("RGBA").getchannel("A"))
+        band = {"red": "R", "green": "G", "blue": "B"}[self.channel]
+        return self.Outputs(mask=image.convert("RGB").getchannel(band))
+
+
+@node("image.Solid", category="image")
+class Solid(Node):
+    """A plain image of one colour: a canvas to composite on, or a test picture.
+
+    ``#rrggbbaa`` (or any colour with alpha) gives an RGBA image, otherwise RGB.
+    """
+
+    width: int = Input(512, min=1, max=MAX_SIDE)
+    height: int = Input(512, min=1, max=MAX_SIDE)
+    color: str = Input("#000000", description="#rrggbb, #rrggbbaa or a colour name")
+
+    class Outputs(NodeOutputs):
+        image: Image
+
+    @classmethod
+    def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
+        color = inputs.get("color")
+        if isinstance(color, str):
+            try:
+                _color(color)
+            except ValueError as exc:
+                return [("color", str(exc))]
+        return []
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        rgb = _color(self.color)
+        mode = "RGBA" if len(rgb) == 4 else "RGB"
+        return self.Outputs(image=PILImage.new(mode, (self.width, self.height), rgb))
+
+
+@node("image.Info", category="image")
+class Info(Node):
+    """An image's size and colour mode."""
+
+    image: Image = Input()
+
+    class Outputs(NodeOutputs):
+        width: int
+        height: int
+        mode: str
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        return self.Outputs(width=self.image.width, height=self.image.height,
+                            mode=self.image.mode)
