@@ -125,7 +125,10 @@ def _print_result(payload: dict[str, Any]) -> None:
     console.print(f"[{style}]{payload['status']}[/] run {payload['run_id']} — "
                   f"{len(payload['executed'])} executed, {len(payload['cached'])} cached")
     for name, value in payload["outputs"].items():
-        console.print(f"[bold]{name}[/] =", Pretty(value))
+        if isinstance(value, (dict, list)):
+            console.print(f"[bold]{name}[/] =", Pretty(value))
+        else:
+            console.print(f"[bold]{name}[/] = {value!r}", highlight=False)
     if "error" in payload:
         error = payload["error"]
         console.print(f"[red]node {error['node_id']} ({error['node_type']}) failed: "
