@@ -35,14 +35,18 @@ class Entry:
     """A cache entry under Ray: the ref of the value dict holding this node's outputs."""
 
     ref: ray.ObjectRef
+    key: str            # the node id the value dict holds this result under
     ui: dict[str, Any] | None
 
 
 def ensure_ray(address: str | None = None, dashboard: bool | None = None,
-               **init_kwargs: Any) -> None:
-    """Join ``address`` or start a local Ray (the embedded default) if none is running."""
+               **init_kwargs: Any) -> str | None:
+    """Join ``address`` or start a local Ray (the embedded default) if none is running.
+
+    Returns the dashboard URL when this call started or joined Ray with one.
+    """
     if ray.is_initialized():
-        return
+        return None
     settings = get_settings()
     include_dashboard = settings.ray_dashboard if dashboard is None else dashboard
     kwargs: dict[str, Any] = {"address": address or settings.ray_address,
@@ -51,7 +55,9 @@ def ensure_ray(address: str | None = None, dashboard: bool | None = None,
     if include_dashboard and not (address or settings.ray_address):
         kwargs["dashboard_host"] = "127.0.0.1"
     kwargs.update(init_kwargs)
-    ray.init(**kwargs)
+    context = ray.init(**kwargs)
+    url = getattr(context, "dashboard_url", None)
+    return f"http://{url}" if url else None
 
 
 class RayExecutor(Executor):
@@ -65,7 +71,7 @@ class RayExecutor(Executor):
         if registry.source is None:
             raise EngineError("the Ray executor needs a registry built from a RegistrySource "
                               "(nodes.build_registry) so that workers can rebuild it")
-        ensure_ray(address, dashboard, **init_kwargs)
+        self.dashboard_url = ensure_ray(address, dashboard, **init_kwargs)
         remember(registry)
         self.fuse = get_settings().ray_fuse if fuse is None else fuse
         self.task_cpus = task_cpus
@@ -73,7 +79,6 @@ class RayExecutor(Executor):
         # Progress from workers flows through one small actor that holds no CPU.
         self._relay_name = f"homepilot:relay:{uuid.uuid4().hex[:12]}"
         self._relay = ray.remote(num_cpus=0)(Relay).options(name=self._relay_name).remote()
-        self._remotes: dict[tuple[Any, ...], Any] = {}
 
     # -- cluster facts ------------------------------------------------------------------
 
@@ -83,10 +88,9 @@ class RayExecutor(Executor):
     def status(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
         info = super().status()
-        dashboard = getattr(ray, "_private").worker.get_dashboard_url() if hasattr(ray, "_private") else None
         info.update({
             "ray_address": context.gcs_address,
-            "dashboard_url": f"http://{dashboard}" if dashboard else None,
+            "dashboard_url": self.dashboard_url,
             "dashboard_token_file": os.path.expanduser("~/.ray/auth_token"),
             "cluster_resources": ray.cluster_resources(),
             "available_resources": ray.available_resources(),
@@ -109,14 +113,14 @@ class RayExecutor(Executor):
         running = set(to_run)
         groups: list[list[str]] = []
         group_of: dict[str, int] = {}
+        fanout = {n: sum(1 for d in plan.dependents[n] if d in running) for n in to_run}
         for node_id in to_run:
             node = plan.nodes[node_id]
             upstream = [d for d in node.deps if d in running]
             if self.fuse and len(upstream) == 1 and node.definition.spec.fusable:
                 source = upstream[0]
                 group = groups[group_of[source]]
-                downstream = [d for d in plan.dependents[source] if d in running]
-                if (group[-1] == source and downstream == [node_id]
+                if (group[-1] == source and fanout[source] == 1
                         and plan.nodes[source].definition.spec.fusable):
                     group.append(node_id)
                     group_of[node_id] = group_of[source]
@@ -126,15 +130,8 @@ class RayExecutor(Executor):
         return groups
 
     def remote(self, plan: Plan, group: list[str]) -> Any:
-        """The task function with this group's options (built once per option set)."""
-        options = self.task_options(plan, group)
-        key = tuple(sorted(options.items()))
-        function = self._remotes.get(key)
-        if function is None:
-            if len(self._remotes) > 4096:
-                self._remotes.clear()
-            function = self._remotes[key] = _remote_group.options(**options)
-        return function
+        """The task function with this group's options (its name is unique per node)."""
+        return _remote_group.options(**self.task_options(plan, group))
 
     def task_options(self, plan: Plan, group: list[str]) -> dict[str, Any]:
         first = plan.nodes[group[0]]
@@ -164,6 +161,7 @@ class RayDrive:
         self.executed: list[str] = []
         self.timings: dict[str, NodeTiming] = {}
         self.ui: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, str] = {}
         self.error: NodeError | None = None
 
     def loop(self) -> None:
@@ -172,6 +170,7 @@ class RayDrive:
             to_run, cached = self.executor.split_cached(plan)
             started_event(handle, plan, to_run, list(cached))
             refs: dict[str, ray.ObjectRef] = {n: e.ref for n, e in cached.items()}
+            self.keys = {n: e.key for n, e in cached.items()}
             self.ui = {n: e.ui for n, e in cached.items() if e.ui}
             pending = self._submit(to_run, refs)
             self._follow(pending)
@@ -186,16 +185,21 @@ class RayDrive:
         pending: dict[ray.ObjectRef, tuple[list[str], ray.ObjectRef]] = {}
         for group in executor.groups(plan, to_run):
             members = set(group)
-            dep_refs: list[ray.ObjectRef] = []
+            dep_refs: dict[ray.ObjectRef, int] = {}
+            sources: dict[str, tuple[int, str]] = {}
             for node_id in group:
                 for dep in plan.nodes[node_id].deps:
-                    if dep not in members and refs[dep] not in dep_refs:
-                        dep_refs.append(refs[dep])
+                    if dep in members or dep in sources:
+                        continue
+                    index = dep_refs.setdefault(refs[dep], len(dep_refs))
+                    sources[dep] = (index, self.keys.get(dep, dep))
             payload = [TaskNode.of(plan.nodes[n]) for n in group]
             value_ref, meta_ref = executor.remote(plan, group).remote(
-                executor._source_json, handle.run_id, payload, executor._relay_name, *dep_refs)
+                executor._source_json, handle.run_id, payload, executor._relay_name, sources,
+                *dep_refs.keys())
             for node_id in group:
                 refs[node_id] = value_ref
+                self.keys[node_id] = node_id
             pending[meta_ref] = (group, value_ref)
         return pending
 
@@ -251,7 +255,7 @@ class RayDrive:
             if meta.get("ui"):
                 self.ui[node.id] = meta["ui"]
             if not node.volatile:
-                self.executor.cache.put(node.signature, Entry(value_ref, meta.get("ui")),
+                self.executor.cache.put(node.signature, Entry(value_ref, node.id, meta.get("ui")),
                                         meta.get("size", 64))
             data = {"type": node.type, "seconds": meta["end"] - meta["start"]}
             if meta.get("ui"):
@@ -270,7 +274,7 @@ class RayDrive:
             fetched = dict(zip(wanted, ray.get([refs[n] for n in wanted], timeout=600)))
             outputs = {}
             for name, (src, idx) in plan.outputs.items():
-                values = fetched[src][src]
+                values = fetched[src][self.keys[src]]
                 if isinstance(values, str) and values == FAILED:
                     raise EngineError(f"output {name} comes from a failed node {src}")
                 outputs[name] = values[idx]

@@ -53,11 +53,14 @@ def _relay(name: str) -> Any:
 
 
 def run_group(source_json: str, run_id: str, nodes: list[TaskNode], relay_name: str,
+              sources: dict[str, tuple[int, str]],
               *dependencies: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run ``nodes`` in order. ``sources`` maps each upstream node id to (index into
+    ``dependencies``, key in that value dict): a cached result may have been produced
+    under another node's id (same signature), possibly in another run."""
     registry = registry_for(source_json)
-    values: dict[str, Any] = {}
-    for dependency in dependencies:
-        values.update(dependency)
+    values: dict[str, Any] = {node_id: dependencies[index][key]
+                              for node_id, (index, key) in sources.items()}
     pushed: list[Any] = []
 
     def sink(node_id: str, payload: dict[str, Any]) -> None:

@@ -165,3 +165,24 @@ def test_a_ten_thousand_node_chain_runs_without_recursion(executor, make_graph):
     result = executor.run(graph, timeout=300)
     assert result.outputs == {"out": 10_000}
     assert len(result.executed) == 10_000
+
+
+def test_identical_nodes_share_a_cache_entry_and_stay_correct(executor, make_graph):
+    leaves = {f"l{i}": inc("${root.value}") for i in range(4)}
+    graph = make_graph({"root": inc("${inputs.s}"), **leaves,
+                        "join": {"type": "test.Sum", "inputs": {"a": "${l0.value}",
+                                                                "b": "${l3.value}"}}},
+                       outputs={**{f"o{i}": f"${{l{i}.value}}" for i in range(4)},
+                                "j": "${join.value}"},
+                       inputs={"s": {"type": "INT", "default": 1}})
+    first = executor.run(graph, timeout=60)
+    assert first.outputs == {"o0": 3, "o1": 3, "o2": 3, "o3": 3, "j": 6}
+    cached = executor.run(graph, timeout=60)
+    assert cached.status == "success" and cached.outputs == first.outputs
+    assert cached.executed == []
+    # A cached duplicate feeding a node that has to run (only the join's output asked for).
+    executor.cache.clear()
+    executor.run(graph, outputs=["o1"], timeout=60)
+    partial = executor.run(graph, outputs=["j"], timeout=60)
+    assert partial.status == "success", partial.error
+    assert partial.outputs == {"j": 6}
