@@ -8,6 +8,7 @@ are iterative, so a 100,000-node chain compiles as well as a 10-node one.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 import networkx as nx
@@ -274,21 +275,47 @@ def _check_links(graph: Graph, compiled: dict[str, PlanNode],
 
 
 def _order(compiled: dict[str, PlanNode], found: _Collector) -> list[str]:
-    dag = nx.DiGraph()
-    dag.add_nodes_from(compiled)
-    dag.add_edges_from((dep, node_id) for node_id, node in compiled.items() for dep in node.deps)
-    try:
-        return list(nx.topological_sort(dag))
-    except nx.NetworkXUnfeasible:
-        cycle = [edge[0] for edge in nx.find_cycle(dag)]
-        path = " -> ".join(cycle + cycle[:1])
-        for node_id in cycle:
-            found.add("cycle", f"node is part of a cycle: {path}", node_id, compiled[node_id].type,
-                      details=path)
+    """Topological order (Kahn's algorithm: a queue, no recursion, few allocations).
+
+    Only when nodes are left over, networkx finds the cycles among them: every strongly
+    connected component is reported with one cycle through it.
+    """
+    indegree = {node_id: len(node.deps) for node_id, node in compiled.items()}
+    dependents: dict[str, list[str]] = {node_id: [] for node_id in compiled}
+    for node_id, node in compiled.items():
+        for dep in node.deps:
+            dependents[dep].append(node_id)
+    ready = deque(node_id for node_id, count in indegree.items() if count == 0)
+    order: list[str] = []
+    while ready:
+        node_id = ready.popleft()
+        order.append(node_id)
+        for follower in dependents[node_id]:
+            indegree[follower] -= 1
+            if indegree[follower] == 0:
+                ready.append(follower)
+    if len(order) < len(compiled):
+        _report_cycles(compiled, set(compiled) - set(order), found)
         return []
+    return order
 
 
-def _graph_outputs(graph: Graph, compiled: dict[str, PlanNode], found: _Collector) -> dict[str, Link]:
+def _report_cycles(compiled: dict[str, PlanNode], left: set[str], found: _Collector) -> None:
+    dag = nx.DiGraph()
+    dag.add_edges_from((dep, node_id) for node_id in left for dep in compiled[node_id].deps
+                       if dep in left)
+    for component in nx.strongly_connected_components(dag):
+        if len(component) == 1 and not dag.has_edge(*(next(iter(component)),) * 2):
+            continue  # downstream of a cycle, not on one
+        cycle = [edge[0] for edge in nx.find_cycle(dag.subgraph(component))]
+        path = " -> ".join(cycle + cycle[:1])
+        for node_id in sorted(component):
+            found.add("cycle", f"node is part of a cycle: {path}", node_id,
+                      compiled[node_id].type, details=path)
+
+
+def _graph_outputs(graph: Graph, compiled: dict[str, PlanNode],
+                   found: _Collector) -> dict[str, Link]:
     outputs: dict[str, Link] = {}
     for name, value in graph.outputs.items():
         ref = parse(value)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from engine.errors import RunCancelled
 from engine.files import FileStore
@@ -69,17 +71,11 @@ def current_context() -> NodeContext | None:
     return _current.get()
 
 
-class active:
+@contextlib.contextmanager
+def active(ctx: NodeContext) -> Iterator[NodeContext]:
     """``with active(ctx): ...`` makes ``ctx`` the current context for shims."""
-
-    __slots__ = ("ctx", "token")
-
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
-
-    def __enter__(self) -> NodeContext:
-        self.token = _current.set(self.ctx)
-        return self.ctx
-
-    def __exit__(self, *exc: object) -> None:
-        _current.reset(self.token)
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)

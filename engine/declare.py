@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 from pydantic.fields import FieldInfo, PydanticUndefined
@@ -22,7 +23,7 @@ _EXTRA = "homepilot"
 ALWAYS = math.nan
 
 
-def Input(default: Any = PydanticUndefined, *, type: str | None = None,  # noqa: A002
+def Input(default: Any = PydanticUndefined, *, type: str | None = None,  # noqa: A002, N802
           min: float | None = None, max: float | None = None,  # noqa: A002
           step: float | None = None, choices: list[Any] | None = None,
           multiline: bool = False, optional: bool = False, link_only: bool = False,
@@ -36,7 +37,7 @@ def Input(default: Any = PydanticUndefined, *, type: str | None = None,  # noqa:
                      json_schema_extra={_EXTRA: extra})
 
 
-def Output(*, type: str | None = None, is_list: bool = False,  # noqa: A002
+def Output(*, type: str | None = None, is_list: bool = False,  # noqa: A002, N802
            description: str = "") -> Any:
     """Declare an output field of a node's ``Outputs`` class."""
     return FieldInfo(default=None, description=description or None,
@@ -166,20 +167,25 @@ def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
         output_specs = _output_specs(outputs_cls)
         spec = NodeSpec(
             type=type_id, version=version,
-            category=category or type_id.rsplit(".", 1)[0] if "." in type_id else (category or "misc"),
+            category=category or (type_id.rsplit(".", 1)[0] if "." in type_id else "misc"),
             display_name=display_name or _title(type_id),
             description=description or inspect.cleandoc(cls.__doc__ or ""),
             inputs=_input_specs(cls), outputs=output_specs, resources=resources,
             model_kind=model_kind, deterministic=deterministic, output_node=output_node,
             input_is_list=input_is_list)
         names = tuple(o.name for o in output_specs)
-        fingerprint = cls.fingerprint if cls.fingerprint.__func__ is not Node.fingerprint.__func__ else None
-        check = cls.check if cls.check.__func__ is not Node.check.__func__ else None
+        # Only hooks a node overrides are registered: the base ones would cost a call.
+        fingerprint = cls.fingerprint if _overrides(cls, "fingerprint") else None
+        check = cls.check if _overrides(cls, "check") else None
         cls.__node_def__ = NodeDef(spec=spec, execute=_executor(cls, names),
                                    is_changed=fingerprint, validate_inputs=check)
         return cls
 
     return decorate
+
+
+def _overrides(cls: type[Node], name: str) -> bool:
+    return getattr(cls, name).__func__ is not getattr(Node, name).__func__
 
 
 def _title(type_id: str) -> str:

@@ -63,7 +63,7 @@ class NodeExecutionError(EngineError):
                          f"{error.error_type}: {error.message}")
 
 
-class RunCancelled(EngineError):
+class RunCancelled(EngineError):  # noqa: N818 (reads as what happened to the run)
     """The run was cancelled before it finished."""
 
 

@@ -5,7 +5,8 @@ Shared by every executor so that they cannot differ in what a node receives.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine.context import NodeContext
 from engine.plan import PlanNode

@@ -70,7 +70,8 @@ def graph_from_comfy(prompt: dict[str, Any], name: str = "prompt") -> Graph:
         if not isinstance(inputs, dict):
             raise GraphLoadError(f"node '{node_id}': 'inputs' must be an object")
         converted = {key: _comfy_value(value) for key, value in inputs.items()}
-        title = (body.get("_meta") or {}).get("title") if isinstance(body.get("_meta"), dict) else None
+        meta = body.get("_meta")
+        title = meta.get("title") if isinstance(meta, dict) else None
         class_type = body.get("class_type")
         if not isinstance(class_type, str):
             raise GraphLoadError(f"node '{node_id}': 'class_type' must be a string")

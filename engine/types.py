@@ -30,8 +30,8 @@ class Port:
 
     __slots__ = ("type",)
 
-    def __init__(self, type: str) -> None:
-        self.type = type
+    def __init__(self, port_type: str) -> None:
+        self.type = port_type
 
     def __repr__(self) -> str:
         return f"Port({self.type!r})"

@@ -59,8 +59,8 @@ def test_run_on_ray_gives_the_same_answer(chain_file, tmp_path):
 
 def test_a_failing_run_exits_non_zero_with_the_structured_error(tmp_path):
     graph = tmp_path / "fail.yaml"
-    graph.write_text(yaml.safe_dump({"nodes": {"f": {"type": "test.Fail", "inputs": {"message": "nope"}}},
-                                     "outputs": {"v": "${f.value}"}}))
+    failing = {"f": {"type": "test.Fail", "inputs": {"message": "nope"}}}
+    graph.write_text(yaml.safe_dump({"nodes": failing, "outputs": {"v": "${f.value}"}}))
     done = homepilot("run", str(graph), "--executor", "local", "--json", "--custom-nodes",
                      str(PACKS), home=tmp_path)
     assert done.returncode == 1
@@ -140,8 +140,9 @@ def test_a_comfyui_api_script_works_unchanged_against_serve(served):
             out = ws.recv(timeout=120)
             if isinstance(out, str):
                 message = json.loads(out)
+                data = message["data"]
                 if message["type"] == "executing":
-                    if message["data"]["node"] is None and message["data"]["prompt_id"] == prompt_id:
+                    if data["node"] is None and data["prompt_id"] == prompt_id:
                         break
     with urllib.request.urlopen(f"{served}/history/{prompt_id}", timeout=30) as response:
         history = json.loads(response.read())[prompt_id]

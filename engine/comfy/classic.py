@@ -58,12 +58,13 @@ def adapt(type_id: str, cls: type, display_name: str | None, module: str) -> Nod
     spec = NodeSpec(type=type_id, display_name=display_name or type_id,
                     category=str(getattr(cls, "CATEGORY", "custom")),
                     description=str(getattr(cls, "DESCRIPTION", "") or inspect.getdoc(cls) or ""),
-                    inputs=inputs, outputs=outputs, output_node=bool(getattr(cls, "OUTPUT_NODE", False)),
+                    inputs=inputs, outputs=outputs,
+                    output_node=bool(getattr(cls, "OUTPUT_NODE", False)),
                     input_is_list=bool(getattr(cls, "INPUT_IS_LIST", False)),
                     deterministic=not bool(getattr(cls, "NOT_IDEMPOTENT", False)),
                     source=module, api="comfy")
     hidden = [(i.name, i.type) for i in inputs if i.kind == "hidden"]
-    function = getattr(cls, "FUNCTION")
+    function = cls.FUNCTION
 
     def execute(values: dict[str, Any], ctx: NodeContext) -> NodeResult:
         for name, kind in hidden:

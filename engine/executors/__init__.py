@@ -3,7 +3,7 @@
 from engine.executors.base import Executor
 from engine.executors.local import LocalExecutor
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor"]
 
 
 def __getattr__(name: str) -> object:
@@ -11,7 +11,4 @@ def __getattr__(name: str) -> object:
     if name == "RayExecutor":
         from engine.executors.ray import RayExecutor
         return RayExecutor
-    if name == "make_executor":
-        from engine.executors.factory import make_executor
-        return make_executor
     raise AttributeError(name)

@@ -84,7 +84,7 @@ class Executor(abc.ABC):
     def clear_cache(self) -> None:
         self.cache.clear()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op unless the executor holds resources)
         """Release what the executor holds (threads, Ray actors)."""
 
     # -- helpers for implementations -------------------------------------------------------

@@ -30,6 +30,9 @@ from engine.run import NodeTiming, RunHandle
 from engine.settings import get_settings
 from engine.spec import NodeResult
 
+# (node id, result, exception, start, end) of one node's execution.
+Outcome = tuple[str, NodeResult | None, BaseException | None, float, float]
+
 
 class LocalExecutor(Executor):
     name = "local"
@@ -72,7 +75,10 @@ class Drive:
         self.executed: list[str] = []
         self.timings: dict[str, NodeTiming] = {}
         self.error: NodeError | None = None
-        self.done: queue.SimpleQueue[tuple[str, NodeResult | None, BaseException | None, float, float]] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.queued: deque[str] = deque()
+        self.runners = 0
+        self.lock = threading.Lock()
 
     def loop(self) -> None:
         handle, plan = self.handle, self.plan
@@ -81,21 +87,21 @@ class Drive:
             waiting = set(self.to_run)
             remaining = {n: sum(1 for d in plan.nodes[n].deps if d in waiting) for n in self.to_run}
             ready = deque(n for n in self.to_run if remaining[n] == 0)
-            inflight = 0
-            while (ready or inflight) and self.error is None and not handle.cancelled:
-                if ready and inflight == 0 and len(ready) == 1:
+            outstanding = 0  # handed to the runners, not settled yet
+            while (ready or outstanding) and self.error is None and not handle.cancelled:
+                if len(ready) == 1 and outstanding == 0:
                     # A chain: no thread hand-off, the node runs right here.
                     outcome = self._run_node(plan.nodes[ready.popleft()])
                 else:
-                    while ready:
-                        node_id = ready.popleft()
-                        self.executor._pool.submit(self._run_on_pool, plan.nodes[node_id])
-                        inflight += 1
+                    if ready:
+                        outstanding += len(ready)
+                        self._hand_over(ready)
+                        ready.clear()
                     try:
                         outcome = self.done.get(timeout=0.1)
                     except queue.Empty:
                         continue
-                    inflight -= 1
+                    outstanding -= 1
                 for follower in self._settle(*outcome):
                     remaining[follower] -= 1
                     if remaining[follower] == 0:
@@ -105,10 +111,37 @@ class Drive:
             self.error = node_error("<engine>", "engine", exc)
             self._finish()
 
-    def _run_on_pool(self, node: PlanNode) -> None:
-        self.done.put(self._run_node(node))
+    def _hand_over(self, nodes: deque[str]) -> None:
+        """Queue nodes for the runner threads, starting runners up to the pool's size.
 
-    def _run_node(self, node: PlanNode) -> tuple[str, NodeResult | None, BaseException | None, float, float]:
+        Runners pull from one shared queue until it is empty, so a wide fan-out costs a
+        deque operation per node rather than a future and a pool hand-off.
+        """
+        with self.lock:
+            self.queued.extend(nodes)
+            # Every live runner may be busy with a long node: start one per queued node,
+            # up to the pool's size.
+            wanted = max(min(len(self.queued), self.executor.max_workers - self.runners), 0)
+            self.runners += wanted
+        for _ in range(wanted):
+            self.executor._pool.submit(self._runner)
+
+    def _runner(self) -> None:
+        nodes = self.plan.nodes
+        while True:
+            try:
+                node_id = self.queued.popleft()
+            except IndexError:
+                with self.lock:
+                    if not self.queued:
+                        self.runners -= 1
+                        return
+                continue
+            if self.error is not None or self.handle.cancelled:
+                continue  # drain: the run is ending
+            self.done.put(self._run_node(nodes[node_id]))
+
+    def _run_node(self, node: PlanNode) -> Outcome:
         handle = self.handle
         start = time.time()
         handle.emit(Event("node_started", handle.run_id, node.id, {"type": node.type}, start))
@@ -129,7 +162,7 @@ class Drive:
     def _settle(self, node_id: str, result: NodeResult | None, exc: BaseException | None,
                 start: float, end: float) -> list[str]:
         node = self.plan.nodes[node_id]
-        self.timings[node_id] = NodeTiming(start=start, end=end)
+        self.timings[node_id] = NodeTiming.model_construct(start=start, end=end)
         if exc is not None:
             if is_cancellation(exc) and self.handle.cancelled:
                 return []

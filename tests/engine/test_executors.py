@@ -30,9 +30,13 @@ def test_independent_branches_run_at_the_same_time(executor, make_graph, tmp_pat
     assert left.start < right.end and right.start < left.end
 
 
-def test_a_second_run_executes_nothing_and_returns_the_same_outputs(executor, make_graph, markers):
-    graph = make_graph({f"n{i}": inc("${n%d.value}" % (i - 1) if i else 0, markers.path)
-                        for i in range(6)}, outputs={"out": "${n5.value}"})
+def chain(length: int, markers: str = "") -> dict:
+    return {f"n{i}": inc(f"${{n{i - 1}.value}}" if i else 0, markers) for i in range(length)}
+
+
+def test_a_second_run_executes_nothing_and_returns_the_same_outputs(executor, make_graph,
+                                                                    markers):
+    graph = make_graph(chain(6, markers.path), outputs={"out": "${n5.value}"})
     first = executor.run(graph, timeout=60)
     second = executor.run(graph, timeout=60)
     assert first.outputs == second.outputs == {"out": 6}
@@ -42,11 +46,13 @@ def test_a_second_run_executes_nothing_and_returns_the_same_outputs(executor, ma
 
 
 def test_changing_one_input_recomputes_only_its_descendants(executor, make_graph, markers):
-    graph = make_graph({"a": inc("${inputs.a}", markers.path), "b": inc("${inputs.b}", markers.path),
-                        "s": {"type": "test.Sum", "inputs": {"a": "${a.value}", "b": "${b.value}"}},
-                        "t": inc("${s.value}", markers.path)},
+    total = {"type": "test.Sum", "inputs": {"a": "${a.value}", "b": "${b.value}"}}
+    graph = make_graph({"a": inc("${inputs.a}", markers.path),
+                        "b": inc("${inputs.b}", markers.path),
+                        "s": total, "t": inc("${s.value}", markers.path)},
                        outputs={"out": "${t.value}"},
-                       inputs={"a": {"type": "INT", "default": 1}, "b": {"type": "INT", "default": 10}})
+                       inputs={"a": {"type": "INT", "default": 1},
+                               "b": {"type": "INT", "default": 10}})
     assert executor.run(graph, timeout=60).outputs == {"out": 14}
     changed = executor.run(graph, {"b": 20}, timeout=60)
     assert changed.outputs == {"out": 24}
@@ -144,7 +150,8 @@ def test_a_node_that_needs_a_gpu_is_refused_before_anything_runs(executor, make_
 
 
 def test_a_node_that_prefers_a_gpu_runs_on_cpu_without_one(executor, make_graph):
-    graph = make_graph({"p": {"type": "test.PrefersGpu", "inputs": {}}}, outputs={"p": "${p.value}"})
+    graph = make_graph({"p": {"type": "test.PrefersGpu", "inputs": {}}},
+                       outputs={"p": "${p.value}"})
     assert executor.run(graph, timeout=60).outputs == {"p": 1}
 
 
@@ -160,7 +167,7 @@ def test_templates_render_after_their_sources(executor, make_graph):
 
 
 def test_a_ten_thousand_node_chain_runs_without_recursion(executor, make_graph):
-    graph = make_graph({f"n{i}": inc("${n%d.value}" % (i - 1) if i else 0) for i in range(10_000)},
+    graph = make_graph(chain(10_000),
                        outputs={"out": "${n9999.value}"})
     result = executor.run(graph, timeout=300)
     assert result.outputs == {"out": 10_000}

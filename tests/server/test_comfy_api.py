@@ -103,7 +103,8 @@ def test_we_name_what_comfyui_misreports(client):
     node_errors = client.post("/prompt", json={"prompt": cycle}).json()["node_errors"]
     assert set(node_errors) == {"1", "2"}
     assert node_errors["1"]["errors"][0]["type"] == "dependency_cycle"
-    malformed = client.post("/prompt", content=b"{not json", headers={"content-type": "application/json"})
+    malformed = client.post("/prompt", content=b"{not json",
+                            headers={"content-type": "application/json"})
     assert malformed.status_code == 400 and "not valid JSON" in malformed.json()["error"]["message"]
     assert client.get("/history/unknown").json() == {}
     assert client.post("/prompt", json={"prompt": "text"}).status_code == 400

@@ -53,7 +53,8 @@ def test_events_stream_over_sse_and_websocket(client):
     run = client.post("/runs", json={"graph": CHAIN}).json()
     with client.stream("GET", f"/runs/{run['run_id']}/events") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        frames = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+        frames = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: ")]
     kinds = [f["type"] for f in frames]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     assert [f["data"]["value"] for f in frames if f["type"] == "node_progress"] == [1, 2, 3]
