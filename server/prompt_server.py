@@ -7,7 +7,8 @@ with ``send_sync`` go to the ComfyUI WebSocket clients.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 

@@ -20,7 +20,7 @@ from engine.cache import OutputCache
 from engine.errors import EngineError, NodeError
 from engine.events import Event
 from engine.executors.base import Executor, finished_event, node_error, started_event
-from engine.executors.raytask import FAILED, Relay, TaskNode, run_group
+from engine.executors.raytask import FAILED, Relay, Task, TaskNode, run_group
 from engine.plan import Plan
 from engine.registry import Registry, remember
 from engine.run import NodeTiming, RunHandle
@@ -199,9 +199,9 @@ class RayDrive:
                     index = dep_refs.setdefault(refs[dep], len(dep_refs))
                     sources[dep] = (index, self.keys.get(dep, dep))
             payload = [TaskNode.of(plan.nodes[n]) for n in group]
-            value_ref, meta_ref = executor.remote(plan, group).remote(
-                executor._source_json, handle.run_id, payload, executor._relay_name, sources,
-                *dep_refs.keys())
+            task = Task(executor._source_json, handle.run_id, executor._relay_name, payload,
+                        sources)
+            value_ref, meta_ref = executor.remote(plan, group).remote(task, *dep_refs.keys())
             for node_id in group:
                 refs[node_id] = value_ref
                 self.keys[node_id] = node_id
@@ -223,9 +223,9 @@ class RayDrive:
             # oldest few hundred keeps each poll small on 5,000-node graphs.
             window = list(itertools.islice(pending, 512))
             ready, _ = ray.wait(window, num_returns=len(window), timeout=0.05)
-            for meta_ref in ready:
+            for meta_ref, metas in zip(ready, self._fetch(ready), strict=True):
                 group, value_ref = pending.pop(meta_ref)
-                self._settle(group, value_ref, meta_ref)
+                self._settle(group, value_ref, metas)
             if time.time() - last_drain > 0.2 or not pending:
                 self._drain()
                 last_drain = time.time()
@@ -238,14 +238,26 @@ class RayDrive:
                                             timeout=30):
             self.handle.emit(Event("node_progress", self.handle.run_id, node_id, payload, ts))
 
-    def _settle(self, group: list[str], value_ref: ray.ObjectRef, meta_ref: ray.ObjectRef) -> None:
-        handle, plan = self.handle, self.plan
+    @staticmethod
+    def _fetch(ready: list[ray.ObjectRef]) -> list[Any]:
+        """Metadata of finished tasks in one call; a task that died gives its exception."""
         try:
-            metas = ray.get(meta_ref)
-        except (ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError) as exc:
+            return ray.get(ready, timeout=60)
+        except (ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError):
+            fetched: list[Any] = []
+            for ref in ready:
+                try:
+                    fetched.append(ray.get(ref, timeout=60))
+                except (ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError) as exc:
+                    fetched.append(exc)
+            return fetched
+
+    def _settle(self, group: list[str], value_ref: ray.ObjectRef, metas: Any) -> None:
+        handle, plan = self.handle, self.plan
+        if isinstance(metas, Exception):
             if not handle.cancelled:
                 first = plan.nodes[group[0]]
-                self.error = node_error(first.id, first.type, exc)
+                self.error = node_error(first.id, first.type, metas)
             return
         for meta in metas:
             if meta.get("skipped"):

@@ -52,13 +52,25 @@ def _relay(name: str) -> Any:
     return handle
 
 
-def run_group(source_json: str, run_id: str, nodes: list[TaskNode], relay_name: str,
-              sources: dict[str, tuple[int, str]],
-              *dependencies: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run ``nodes`` in order. ``sources`` maps each upstream node id to (index into
-    ``dependencies``, key in that value dict): a cached result may have been produced
-    under another node's id (same signature), possibly in another run."""
-    registry = registry_for(source_json)
+@dataclass(slots=True)
+class Task:
+    """Everything a task needs besides its dependencies, sent as one argument (each
+    top-level argument costs Ray a serialization of its own)."""
+
+    source_json: str
+    run_id: str
+    relay_name: str
+    nodes: list[TaskNode]
+    # upstream node id -> (index into the dependencies, key in that value dict): a cached
+    # result may have been stored under another node's id (same signature).
+    sources: dict[str, tuple[int, str]]
+
+
+def run_group(task: Task, *dependencies: dict[str, Any]
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the task's nodes in order; returns their value dict and per-node metadata."""
+    run_id, relay_name, sources = task.run_id, task.relay_name, task.sources
+    registry = registry_for(task.source_json)
     values: dict[str, Any] = {node_id: dependencies[index][key]
                               for node_id, (index, key) in sources.items()}
     pushed: list[Any] = []
@@ -67,7 +79,7 @@ def run_group(source_json: str, run_id: str, nodes: list[TaskNode], relay_name: 
         pushed[:] = [_relay(relay_name).push.remote(run_id, node_id, payload, time.time())]
     metas: list[dict[str, Any]] = []
     produced: dict[str, Any] = {}
-    for task_node in nodes:
+    for task_node in task.nodes:
         start = time.time()
         upstream = [src for src, _ in task_node.links.values()]
         upstream += [src for t in task_node.templates.values() for src, _ in t.links.values()]

@@ -93,7 +93,7 @@ def _view(state: AppState, record: RunRecord) -> RunView:
 async def _start(state: AppState, graph: Graph, request: RunRequest) -> RunView:
     record = state.runs.start(graph, request.inputs, outputs=request.outputs)
     if request.wait:
-        done = await asyncio.to_thread(record.handle._done.wait, request.timeout)
+        done = await asyncio.to_thread(record.handle.wait, request.timeout)
         if not done:
             raise ApiError(504, "run_timeout", f"run {record.run_id} is still running after "
                            f"{request.timeout:g} s; follow it at /runs/{record.run_id}")
