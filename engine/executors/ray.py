@@ -201,7 +201,8 @@ class RayDrive:
             payload = [TaskNode.of(plan.nodes[n]) for n in group]
             task = Task(executor._source_json, handle.run_id, executor._relay_name, payload,
                         sources)
-            value_ref, meta_ref = executor.remote(plan, group).remote(task, *dep_refs.keys())
+            value_ref, meta_ref = executor.remote(plan, group).remote(task.pack(),
+                                                                      *dep_refs.keys())
             for node_id in group:
                 refs[node_id] = value_ref
                 self.keys[node_id] = node_id

@@ -40,6 +40,35 @@ class TaskNode:
                    node.list_inputs)
 
 
+@dataclass(slots=True)
+class Task:
+    """Everything a task needs besides its dependencies."""
+
+    source_json: str
+    run_id: str
+    relay_name: str
+    nodes: list[TaskNode]
+    # upstream node id -> (index into the dependencies, key in that value dict): a cached
+    # result may have been stored under another node's id (same signature).
+    sources: dict[str, tuple[int, str]]
+
+    def pack(self) -> tuple[Any, ...]:
+        """Plain tuples, lists and dicts: Ray serializes those with msgpack, several times
+        faster than pickling dataclasses (this is most of the submission cost)."""
+        nodes = [(n.id, n.type, n.consts, n.links, n.templates or None, n.mapped,
+                  list(n.list_inputs)) for n in self.nodes]
+        return (self.source_json, self.run_id, self.relay_name, nodes, self.sources)
+
+    @classmethod
+    def unpack(cls, packed: Any) -> Task:
+        source_json, run_id, relay_name, nodes, sources = packed
+        return cls(source_json, run_id, relay_name,
+                   [TaskNode(i, t, c, {k: (v[0], v[1]) for k, v in links.items()},
+                             templates or {}, mapped, frozenset(lists))
+                    for i, t, c, links, templates, mapped, lists in nodes],
+                   {k: (v[0], v[1]) for k, v in sources.items()})
+
+
 _relays: dict[str, Any] = {}
 
 
@@ -52,23 +81,10 @@ def _relay(name: str) -> Any:
     return handle
 
 
-@dataclass(slots=True)
-class Task:
-    """Everything a task needs besides its dependencies, sent as one argument (each
-    top-level argument costs Ray a serialization of its own)."""
-
-    source_json: str
-    run_id: str
-    relay_name: str
-    nodes: list[TaskNode]
-    # upstream node id -> (index into the dependencies, key in that value dict): a cached
-    # result may have been stored under another node's id (same signature).
-    sources: dict[str, tuple[int, str]]
-
-
-def run_group(task: Task, *dependencies: dict[str, Any]
+def run_group(packed: Any, *dependencies: dict[str, Any]
               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the task's nodes in order; returns their value dict and per-node metadata."""
+    task = Task.unpack(packed)
     run_id, relay_name, sources = task.run_id, task.relay_name, task.sources
     registry = registry_for(task.source_json)
     values: dict[str, Any] = {node_id: dependencies[index][key]

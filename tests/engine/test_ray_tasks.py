@@ -37,6 +37,16 @@ def test_tasks_are_named_graph_node_type_and_light_chains_fuse(executor: Executo
     assert "num_gpus" not in executor.task_options(plan, ["gpu"])
 
 
+def test_a_gpu_node_asks_ray_for_its_gpu_fraction(executor: Executor, make_graph):
+    graph = make_graph({"g": {"type": "test.NeedsGpu", "inputs": {}}},
+                       outputs={"g": "${g.value}"}, name="gpu")
+    # Refused before running on this GPU-less cluster; the options it would get:
+    from engine.compiler import compile_graph
+    plan = compile_graph(graph, executor.registry)
+    options = executor.task_options(plan, ["g"])
+    assert options["num_gpus"] == 1 and options["name"] == "gpu/g:test.NeedsGpu"
+
+
 def test_engine_status_reports_the_cluster(executor: Executor):
     status = executor.status()
     assert status["executor"] == "ray" and status["cluster_resources"]["CPU"] == 4
