@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     executor: Literal["ray", "local"] = "ray"
     ray_address: str | None = None
     ray_dashboard: bool = True
+    ray_dashboard_port: int = 8265
     # Light nodes in a chain share one Ray task (see engine/executors/ray.py).
     ray_fuse: bool = True
     cache_max_entries: int = 20_000

@@ -96,11 +96,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    """A real ``homepilot serve`` (Ray executor) on a free loopback port; stopped by pid."""
-    port = _free_port()
+def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A real ``homepilot serve`` (Ray executor, dashboard on) on free loopback ports;
+    yields (server URL, dashboard URL) and is stopped by its process group id."""
+    port, dashboard = _free_port(), _free_port()
     env = {**os.environ, "HOMEPILOT_HOME": str(tmp_path / "home"),
-           "HOMEPILOT_RAY_DASHBOARD": "false", "RAY_ADDRESS": ""}
+           "HOMEPILOT_RAY_DASHBOARD_PORT": str(dashboard), "RAY_ADDRESS": ""}
     process = subprocess.Popen([HOMEPILOT, "serve", "--port", str(port), "--custom-nodes",
                                 str(PACKS)], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -117,7 +118,7 @@ def served(tmp_path: Path) -> Iterator[str]:
                     output = process.stdout.read().decode() if process.stdout else ""
                     raise AssertionError(f"homepilot serve did not come up:\n{output}") from None
                 time.sleep(0.2)
-        yield base
+        yield base, f"http://127.0.0.1:{dashboard}"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -129,6 +130,7 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 def test_a_comfyui_api_script_works_unchanged_against_serve(served):
     """The flow of ComfyUI's own websockets_api_example.py, byte for byte in spirit."""
+    served, dashboard = served
     client_id = str(uuid.uuid4())
     prompt = {"3": {"class_type": "MyAdd", "inputs": {"a": 19, "b": 23}},
               "6": {"class_type": "MyTotal", "inputs": {"value": ["3", 0]}}}
@@ -152,3 +154,22 @@ def test_a_comfyui_api_script_works_unchanged_against_serve(served):
     assert status["executor"] == "ray" and status["cluster_resources"]["CPU"] >= 1
     with urllib.request.urlopen(f"{served}/my_pack/hello?name=serve", timeout=30) as response:
         assert json.loads(response.read())["hello"] == "serve"
+    assert status["dashboard_url"] == dashboard
+    assert any(name.startswith("prompt/3") for name in dashboard_task_names(dashboard))
+
+
+def dashboard_task_names(dashboard: str) -> set[str]:
+    """Task names the Ray dashboard lists (its API wants Ray's auth token)."""
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    request = urllib.request.Request(f"{dashboard}/api/v0/tasks?limit=200",
+                                     headers={"Authorization": f"Bearer {token}"})
+    deadline = time.monotonic() + 60
+    names: set[str] = set()
+    while time.monotonic() < deadline:  # task events reach the dashboard in batches
+        with urllib.request.urlopen(request, timeout=30) as response:
+            rows = json.loads(response.read())["data"]["result"]["result"]
+        names = {row["name"] for row in rows}
+        if any(name.startswith("prompt/") for name in names):
+            return names
+        time.sleep(1)
+    return names

@@ -55,6 +55,7 @@ def ensure_ray(address: str | None = None, dashboard: bool | None = None,
                               "logging_level": logging.WARNING, "log_to_driver": True}
     if include_dashboard and not (address or settings.ray_address):
         kwargs["dashboard_host"] = "127.0.0.1"
+        kwargs["dashboard_port"] = settings.ray_dashboard_port
     kwargs.update(init_kwargs)
     context = ray.init(**kwargs)
     url = getattr(context, "dashboard_url", None)
