@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from engine.errors import RunCancelled
+from engine.errors import EngineError, RunCancelled
 from engine.files import FileStore
 
 # (node_id, payload) -> None; the executor routes it into the run's event stream.
@@ -19,16 +19,19 @@ ProgressSink = Callable[[str, dict[str, Any]], None]
 class NodeContext:
     """Given to ``run``; nodes use nothing of the engine beyond it."""
 
-    __slots__ = ("run_id", "node_id", "node_type", "_sink", "_cancel", "_files", "log")
+    __slots__ = ("run_id", "node_id", "node_type", "_sink", "_cancel", "_files", "_models",
+                 "log")
 
     def __init__(self, run_id: str, node_id: str, node_type: str, sink: ProgressSink | None,
-                 cancel: threading.Event | None, files: FileStore | None) -> None:
+                 cancel: threading.Event | None, files: FileStore | None,
+                 models: Callable[[], Any] | None = None) -> None:
         self.run_id = run_id
         self.node_id = node_id
         self.node_type = node_type
         self._sink = sink
         self._cancel = cancel
         self._files = files
+        self._models = models
         self.log = logging.getLogger(f"homepilot.node.{node_type}")
 
     def progress(self, value: float, total: float | None = None, *, text: str | None = None,
@@ -52,6 +55,17 @@ class NodeContext:
         """Raise if the run was cancelled; long loops call this between steps."""
         if self.cancelled:
             raise RunCancelled(f"run {self.run_id} was cancelled")
+
+    def model(self, kind: str, model_id: str = "", *, idempotent: bool = True) -> Any:
+        """A handle to the resident host of a model (``kind`` such as "llm"); an empty id
+        picks the installed default. ``handle.call(method, ...)`` / ``handle.stream(...)``.
+
+        ``idempotent``: a call may be repeated once if the host dies mid-way.
+        """
+        if self._models is None:
+            raise EngineError(f"{self.node_type} needs a model, but this executor has no "
+                              "model hosts")
+        return self._models().get(kind, model_id, idempotent=idempotent)
 
     @property
     def files(self) -> FileStore:

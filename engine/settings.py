@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     cache_max_entries: int = 20_000
     cache_max_bytes: int = 2 * 1024**3
     local_workers: int = 8
+    # Loaded models stay resident until their declared memory would pass this budget.
+    model_memory_budget: int = 8 * 1024**3
     graphs_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: object) -> object:
         return Path(os.path.expanduser(str(value))) if value else value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -12,13 +12,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from engine.executors.base import Executor
 from engine.files import FileStore
+from engine.models.store import ModelStore
 from engine.registry import Registry
 from engine.settings import Settings, get_settings
 from server import errors
 from server.hub import ClientHub
 from server.packroutes import PackRoutes
 from server.prompt_server import PromptServer
-from server.routers import comfy, files, graphs, health
+from server.routers import comfy, files, graphs, health, openai
 from server.services.runs import RunService
 from server.state import AppState
 from server.version import VERSION
@@ -36,6 +37,9 @@ def build_registry(settings: Settings, extra_dirs: list[str] | None = None) -> R
 
 
 def build_executor(settings: Settings, registry: Registry, kind: str | None = None) -> Executor:
+    from nodes.backends.bundled import register_bundled
+
+    register_bundled(ModelStore(settings.models_dir))
     kind = kind or settings.executor
     if kind == "local":
         from engine.executors.local import LocalExecutor
@@ -53,7 +57,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     hub = ClientHub()
     state = AppState(settings=settings, registry=registry, executor=executor,
                      runs=RunService(executor), files=FileStore(settings.home / "files"),
-                     hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS)
+                     hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS,
+                     model_store=ModelStore(settings.models_dir))
     pack_routes = PackRoutes()
 
     @asynccontextmanager
@@ -75,7 +80,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(),
                        allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
     errors.install(app)
-    for module in (health, graphs, comfy, files):
+    for module in (health, graphs, comfy, files, openai):
         app.include_router(module.router)
     pack_routes.mount(app)
     return app

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from engine.executors.base import Executor
 from engine.files import FileStore
+from engine.models.store import ModelStore
 from engine.registry import Registry
 from engine.settings import Settings
 from server.hub import ClientHub
@@ -22,3 +23,4 @@ class AppState:
     files: FileStore
     hub: ClientHub
     graphs_dir: Path
+    model_store: ModelStore

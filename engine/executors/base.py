@@ -79,7 +79,12 @@ class Executor(abc.ABC):
     def _start(self, plan: Plan, handle: RunHandle) -> None: ...
 
     def status(self) -> dict[str, Any]:
-        return {"executor": self.name, "cache": self.cache.stats()}
+        return {"executor": self.name, "cache": self.cache.stats(),
+                "models": self.model_status()}
+
+    def model_status(self) -> list[dict[str, Any]]:
+        """The resident model hosts (id, device, memory, requests, loaded since)."""
+        return []
 
     def clear_cache(self) -> None:
         self.cache.clear()

@@ -24,6 +24,8 @@ from engine.executors.base import (
 )
 from engine.files import FileStore
 from engine.invoke import execute, gather
+from engine.models.local import LocalModels
+from engine.models.store import ModelStore
 from engine.plan import Plan, PlanNode
 from engine.registry import Registry
 from engine.run import NodeTiming, RunHandle
@@ -38,10 +40,13 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, registry: Registry, cache: OutputCache | None = None, *,
-                 max_workers: int | None = None, files: FileStore | None = None) -> None:
+                 max_workers: int | None = None, files: FileStore | None = None,
+                 models: LocalModels | None = None) -> None:
         super().__init__(registry, cache)
         self.max_workers = max_workers or get_settings().local_workers
         self.files = files
+        self._models = models
+        self._models_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="homepilot-node")
         self._gpus: float | None = None
 
@@ -50,8 +55,23 @@ class LocalExecutor(Executor):
             self._gpus = float(_local_gpus())
         return self._gpus
 
+    def models(self) -> LocalModels:
+        """The in-process model hosts, created on first use."""
+        if self._models is None:
+            with self._models_lock:
+                if self._models is None:
+                    settings = get_settings()
+                    self._models = LocalModels(ModelStore(settings.models_dir),
+                                               settings.model_memory_budget, self.gpu_count())
+        return self._models
+
+    def model_status(self) -> list[dict[str, Any]]:
+        return [info.model_dump() for info in self._models.status()] if self._models else []
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._models is not None:
+            self._models.close()
 
     def _start(self, plan: Plan, handle: RunHandle) -> None:
         threading.Thread(target=self._drive, args=(plan, handle), daemon=True,
@@ -146,7 +166,7 @@ class Drive:
         start = time.time()
         handle.emit(Event("node_started", handle.run_id, node.id, {"type": node.type}, start))
         ctx = NodeContext(handle.run_id, node.id, node.type, self._progress, handle.cancel_event,
-                          self.executor.files)
+                          self.executor.files, self.executor.models)
         try:
             result = execute(node, gather(node, self._lookup), ctx)
             return node.id, result, None, start, time.time()

@@ -21,6 +21,8 @@ from engine.errors import EngineError, NodeError
 from engine.events import Event
 from engine.executors.base import Executor, finished_event, node_error, started_event
 from engine.executors.raytask import FAILED, Relay, Task, TaskNode, run_group
+from engine.models.ray import RayModels
+from engine.models.store import ModelStore
 from engine.plan import Plan
 from engine.registry import Registry, remember
 from engine.run import NodeTiming, RunHandle
@@ -81,6 +83,9 @@ class RayExecutor(Executor):
         # Progress from workers flows through one small actor that holds no CPU.
         self._relay_name = f"homepilot:relay:{uuid.uuid4().hex[:12]}"
         self._relay = ray.remote(num_cpus=0)(Relay).options(name=self._relay_name).remote()
+        settings = get_settings()
+        self.models = RayModels.start(ModelStore(settings.models_dir),
+                                      settings.model_memory_budget)
 
     # -- cluster facts ------------------------------------------------------------------
 
@@ -99,6 +104,9 @@ class RayExecutor(Executor):
             "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
             "fuse": self.fuse})
         return info
+
+    def model_status(self) -> list[dict[str, Any]]:
+        return self.models.status()
 
     def close(self) -> None:
         ray.kill(self._relay)

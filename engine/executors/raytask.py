@@ -81,6 +81,17 @@ def _relay(name: str) -> Any:
     return handle
 
 
+_model_client: list[Any] = []
+
+
+def _models() -> Any:
+    """This worker's client of the model manager actor (looked up once)."""
+    if not _model_client:
+        from engine.models.ray import RayModels
+        _model_client.append(RayModels.connect())
+    return _model_client[0]
+
+
 def run_group(packed: Any, *dependencies: dict[str, Any]
               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the task's nodes in order; returns their value dict and per-node metadata."""
@@ -114,7 +125,7 @@ def run_group(packed: Any, *dependencies: dict[str, Any]
             continue
         node = PlanNode(task_node.id, definition, task_node.consts, task_node.links,
                         task_node.templates, (), task_node.mapped, task_node.list_inputs)
-        ctx = NodeContext(run_id, node.id, node.type, sink, None, None)
+        ctx = NodeContext(run_id, node.id, node.type, sink, None, None, _models)
         try:
             result = execute(node, gather(node, values.__getitem__), ctx)
         except Exception as exc:

@@ -40,6 +40,7 @@ class EngineStatus(BaseModel):
     node_types: int
     packs: list[PackView]
     runs_active: int
+    models: list[dict[str, Any]] = []
 
 
 @router.get("/health", response_model=Health)
@@ -59,4 +60,4 @@ def engine_status(state: State) -> EngineStatus:
         cache=info["cache"], node_types=len(state.registry),
         packs=[PackView(**p.model_dump(include={"name", "api", "ok", "error", "node_types"}))
                for p in state.registry.packs],
-        runs_active=len(state.runs.running()))
+        runs_active=len(state.runs.running()), models=info.get("models", []))

@@ -1,0 +1,87 @@
+"""A model host: one loaded model, its counters, and batching where the backend allows.
+
+The same class runs in-process (``LocalModels``) and inside a Ray actor (``RayModels``).
+Backends are plain classes named in the manifest (``"module:Class"``), constructed with
+``(manifest, weights_path, device)``; a backend lists methods that take a list of items in
+``batchable = {"method": max_items}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from engine.errors import EngineError
+from engine.models.batch import Batcher
+from engine.models.manifest import ModelManifest
+
+
+class ModelHostError(EngineError):
+    """A model could not be loaded or its host went away."""
+
+
+class HostInfo(BaseModel):
+    id: str
+    kind: str
+    device: str
+    memory: int
+    requests: int
+    loaded_since: float
+    batches: dict[str, dict[str, int]] = {}
+
+
+def load_backend(manifest: ModelManifest, weights: Path, device: str) -> Any:
+    module_name, _, class_name = manifest.backend.partition(":")
+    try:
+        backend_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelHostError(f"model '{manifest.id}': backend {manifest.backend} cannot be "
+                             f"imported: {exc}") from exc
+    if not weights.exists():
+        raise ModelHostError(f"model '{manifest.id}': weights not found at {weights}")
+    return backend_class(manifest, weights, device)
+
+
+class Host:
+    def __init__(self, manifest: ModelManifest, weights: str | Path, device: str) -> None:
+        self.manifest = manifest
+        self.device = device
+        self.backend = load_backend(manifest, Path(weights), device)
+        self.loaded_since = time.time()
+        self.requests = 0
+        self.batchers = {name: Batcher(getattr(self.backend, name), max_items=size)
+                         for name, size in getattr(self.backend, "batchable", {}).items()}
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        batcher = self.batchers.get(method)
+        if batcher is not None and not kwargs and len(args) == 1:
+            return batcher.submit(args[0])
+        return self._method(method)(*args, **kwargs)
+
+    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self.requests += 1
+        yield from self._method(method)(*args, **kwargs)
+
+    def _method(self, name: str) -> Any:
+        if name.startswith("_") or not callable(getattr(self.backend, name, None)):
+            raise ModelHostError(f"model '{self.manifest.id}' has no method '{name}'")
+        return getattr(self.backend, name)
+
+    def info(self) -> HostInfo:
+        memory = getattr(self.backend, "memory_bytes", None) or self.manifest.resources.memory
+        return HostInfo(id=self.manifest.id, kind=self.manifest.kind, device=self.device,
+                        memory=int(memory), requests=self.requests,
+                        loaded_since=self.loaded_since,
+                        batches={name: {"batches": b.batches, "items": b.items}
+                                 for name, b in self.batchers.items()})
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()

@@ -1,0 +1,175 @@
+"""Model hosts as Ray actors: one named actor ``model:<id>`` per loaded model.
+
+A small manager actor (``homepilot:models``) owns creation and least-recently-used
+eviction under the memory budget, so every Ray worker sees the same set of hosts. Hosts
+and the manager reserve no CPU: on a 2-core node, actors holding CPUs starve graph tasks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+
+from engine.models.host import Host, HostInfo, ModelHostError
+from engine.models.store import ModelNotFoundError, ModelStore
+
+MANAGER = "homepilot:models"
+NAMESPACE_HINT = "model:"
+
+
+class HostActor:
+    """The actor body: a ``Host`` on whatever device Ray gave this process."""
+
+    def __init__(self, manifest_json: str, weights: str) -> None:
+        from engine.models.manifest import ModelManifest
+
+        manifest = ModelManifest.model_validate_json(manifest_json)
+        device = "cuda" if ray.get_gpu_ids() else "cpu"
+        self.host = Host(manifest, weights, device)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.host.call(method, *args, **kwargs)
+
+    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        yield from self.host.stream(method, *args, **kwargs)
+
+    def info(self) -> dict[str, Any]:
+        info = self.host.info().model_dump()
+        info["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]
+        return info
+
+
+class Manager:
+    """Creates hosts on first use, keeps them resident, evicts the least recently used."""
+
+    def __init__(self, store_root: str, budget_bytes: int) -> None:
+        self.store = ModelStore(store_root)
+        self.budget = budget_bytes
+        # model id -> (actor, declared bytes, GPUs asked for), least recently used first
+        self.hosts: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
+        self.evicted: list[str] = []
+        self.created = 0
+
+    def acquire(self, kind: str, model_id: str = "") -> tuple[str, Any]:
+        """(model id, actor handle); raises ModelNotFoundError with the installed list."""
+        manifest = self.store.resolve(kind, model_id)
+        entry = self.hosts.get(manifest.id)
+        if entry is not None:
+            self.hosts.move_to_end(manifest.id)
+            return manifest.id, entry[0]
+        memory = manifest.resources.memory
+        while self.hosts and sum(e[1] for e in self.hosts.values()) + memory > self.budget:
+            evicted_id, (actor, _, _) = self.hosts.popitem(last=False)
+            ray.kill(actor)
+            self.evicted.append(evicted_id)
+        gpus = manifest.resources.gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        actor = ray.remote(HostActor).options(
+            name=f"model:{manifest.id}", num_cpus=0, num_gpus=gpus, max_concurrency=64,
+            get_if_exists=True).remote(manifest.model_dump_json(),
+                                       str(self.store.weights(manifest)))
+        self.created += 1
+        self.hosts[manifest.id] = (actor, memory, gpus)
+        return manifest.id, actor
+
+    def forget(self, model_id: str) -> None:
+        """A host died: drop it so the next ``acquire`` creates a new one."""
+        entry = self.hosts.pop(model_id, None)
+        if entry is not None:
+            try:
+                ray.kill(entry[0])
+            except Exception:  # already gone, which is why we are here
+                pass
+
+    def unload(self, model_id: str) -> bool:
+        present = model_id in self.hosts
+        self.forget(model_id)
+        return present
+
+    def status(self) -> list[dict[str, Any]]:
+        infos = []
+        for model_id, (actor, _, gpus) in list(self.hosts.items()):
+            try:
+                info = ray.get(actor.info.remote(), timeout=10)
+            except Exception as exc:  # loading, or dead: report rather than fail
+                info = {"id": model_id, "state": f"unavailable: {type(exc).__name__}"}
+            info["num_gpus"] = gpus
+            infos.append(info)
+        return infos
+
+    def facts(self) -> dict[str, Any]:
+        return {"resident": list(self.hosts), "evicted": list(self.evicted),
+                "created": self.created}
+
+
+class RayHandle:
+    def __init__(self, models: RayModels, kind: str, model_id: str, actor: Any,
+                 retry: bool) -> None:
+        self.models, self.kind, self.id = models, kind, model_id
+        self.actor, self.retry = actor, retry
+        self.device = "ray"
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return ray.get(self.actor.call.remote(method, *args, **kwargs))
+        except ray.exceptions.RayActorError as exc:
+            self._replace(exc)
+            return ray.get(self.actor.call.remote(method, *args, **kwargs))
+
+    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        generator = self.actor.stream.options(num_returns="streaming").remote(
+            method, *args, **kwargs)
+        try:
+            for ref in generator:
+                yield ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            self._replace(exc, retry=False)
+
+    def _replace(self, exc: BaseException, retry: bool | None = None) -> None:
+        """Have the manager start a new host; retry once only when the caller may."""
+        ray.get(self.models.manager.forget.remote(self.id))
+        _, self.actor = ray.get(self.models.manager.acquire.remote(self.kind, self.id))
+        if not (self.retry if retry is None else retry):
+            raise ModelHostError(f"the host of model '{self.id}' died while serving this node "
+                                 f"({type(exc).__name__}); it has been restarted, run again") \
+                from exc
+
+
+class RayModels:
+    """What a node's context uses under Ray (in any worker)."""
+
+    def __init__(self, manager: Any, retry: bool = True) -> None:
+        self.manager = manager
+        self.retry = retry
+
+    @classmethod
+    def start(cls, store: ModelStore, budget_bytes: int) -> RayModels:
+        manager = ray.remote(Manager).options(
+            name=MANAGER, num_cpus=0, max_concurrency=16, get_if_exists=True).remote(
+            str(store.root), budget_bytes)
+        return cls(manager)
+
+    @classmethod
+    def connect(cls, retry: bool = True) -> RayModels:
+        return cls(ray.get_actor(MANAGER), retry)
+
+    def get(self, kind: str, model_id: str = "", idempotent: bool = True) -> RayHandle:
+        try:
+            resolved, actor = ray.get(self.manager.acquire.remote(kind, model_id))
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ModelNotFoundError):
+                raise ModelNotFoundError(str(cause)) from None
+            raise
+        return RayHandle(self, kind, resolved, actor, self.retry and idempotent)
+
+    def status(self) -> list[HostInfo | dict[str, Any]]:
+        return ray.get(self.manager.status.remote(), timeout=30)
+
+    def facts(self) -> dict[str, Any]:
+        return ray.get(self.manager.facts.remote(), timeout=30)
+
+    def unload(self, model_id: str) -> bool:
+        return ray.get(self.manager.unload.remote(model_id), timeout=30)

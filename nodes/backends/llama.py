@@ -1,0 +1,63 @@
+"""GGUF chat models through llama-cpp-python."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.models.manifest import ModelManifest
+
+
+class LlamaBackend:
+    def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
+        from llama_cpp import Llama
+
+        options = manifest.options
+        self.llm = Llama(model_path=str(weights), n_ctx=int(options.get("n_ctx", 4096)),
+                         n_threads=int(options.get("n_threads") or os.cpu_count() or 2),
+                         n_gpu_layers=-1 if device == "cuda" else 0, verbose=False,
+                         chat_format=options.get("chat_format"))
+        self.memory_bytes = manifest.resources.memory or weights.stat().st_size
+        # One context per model: generations take turns.
+        self._lock = threading.Lock()
+
+    def chat_stream(self, messages: list[dict[str, str]], temperature: float = 0.7,
+                    max_tokens: int = 256, stop: list[str] | None = None,
+                    seed: int | None = None) -> Iterator[dict[str, Any]]:
+        """Text deltas (``{"text": ...}``), then ``{"done": True, finish_reason, usage}``."""
+        with self._lock:
+            chunks = self.llm.create_chat_completion(
+                messages=messages, temperature=temperature, max_tokens=max_tokens,
+                stop=stop or None, seed=seed if seed is not None and seed >= 0 else None,
+                stream=True)
+            produced = 0
+            finish = "stop"
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                text = choice.get("delta", {}).get("content")
+                if text:
+                    produced += 1
+                    yield {"text": text}
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            total = int(getattr(self.llm, "n_tokens", produced))
+            yield {"done": True, "finish_reason": finish,
+                   "usage": {"prompt_tokens": max(total - produced, 0),
+                             "completion_tokens": produced, "total_tokens": total}}
+
+    def chat(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
+        parts: list[str] = []
+        final: dict[str, Any] = {}
+        for piece in self.chat_stream(messages, **options):
+            if "text" in piece:
+                parts.append(piece["text"])
+            else:
+                final = piece
+        return {"text": "".join(parts), "finish_reason": final.get("finish_reason", "stop"),
+                "usage": final.get("usage", {})}
+
+    def close(self) -> None:
+        self.llm.close()

@@ -1,0 +1,31 @@
+"""Sentence embedders through sentence-transformers, batched by the model host."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from engine.models.manifest import ModelManifest
+
+
+class SentenceBackend:
+    # Concurrent embed() requests are merged into one forward pass of up to 64 texts.
+    batchable = {"embed": 64}
+
+    def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(weights), device=device)
+        dimension = getattr(self.model, "get_embedding_dimension", None) \
+            or self.model.get_sentence_embedding_dimension
+        self.dimensions = int(dimension() or 0)
+        self.memory_bytes = manifest.resources.memory
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            vectors = self.model.encode(list(texts), convert_to_numpy=True,
+                                        show_progress_bar=False)
+        return vectors.tolist()

@@ -1,0 +1,152 @@
+"""Chat with language models: local ones on the model hosts, remote OpenAI-compatible ones."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.sdk import ALWAYS, Input, Json, Messages, Node, NodeContext, NodeOutputs, node
+
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def _check_messages(messages: Any) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list of {role, content} objects")
+    clean = []
+    for position, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES \
+                or not isinstance(message.get("content"), str):
+            raise ValueError(f"message {position} must be {{role: one of {', '.join(_ROLES)}, "
+                             f"content: text}}, not {message!r}")
+        clean.append({"role": message["role"], "content": message["content"]})
+    return clean
+
+
+@node("llm.Messages", category="llm")
+class BuildMessages(Node):
+    """The chat messages for a model: system prompt, earlier turns, then the new message."""
+
+    message: str = Input(multiline=True, description="the user's new message")
+    system: str = Input("", multiline=True, description="system prompt; empty for none")
+    history: Messages = Input([], description="earlier turns, oldest first")
+
+    class Outputs(NodeOutputs):
+        messages: Messages
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        turns = _check_messages(self.history) if self.history else []
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        messages += [t for t in turns if t["role"] != "system" or not self.system]
+        messages.append({"role": "user", "content": self.message})
+        return self.Outputs(messages=messages)
+
+
+class _ChatInputs(Node):
+    messages: Messages = Input(description="the conversation, oldest first")
+    temperature: float = Input(0.7, min=0.0, max=2.0)
+    max_tokens: int = Input(256, min=1, max=32768)
+    stop: Json = Input([], description="strings that end the reply")
+    seed: int = Input(-1, min=-1, description="-1: random")
+
+    class Outputs(NodeOutputs):
+        text: str
+        finish_reason: str
+        usage: Json
+        model: str
+
+    @classmethod
+    def fingerprint(cls, inputs: dict[str, Any]) -> Any:
+        # Sampling with a random seed gives a new reply each time: never reuse it.
+        sampling = (inputs.get("temperature") or 0) > 0
+        return ALWAYS if sampling and inputs.get("seed", -1) == -1 else None
+
+    def _stop(self) -> list[str]:
+        if isinstance(self.stop, str):
+            return [self.stop] if self.stop else []
+        if not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop):
+            raise ValueError("stop must be a list of strings")
+        return self.stop
+
+
+@node("llm.Chat", category="llm", model_kind="llm")
+class Chat(_ChatInputs):
+    """Reply with a local chat model (GGUF or transformers) on its resident model host;
+    tokens stream out as progress events."""
+
+    model: str = Input("", description="model id; empty picks the installed default")
+
+    def run(self, ctx: NodeContext) -> _ChatInputs.Outputs:
+        messages = _check_messages(self.messages)
+        handle = ctx.model("llm", self.model)
+        parts: list[str] = []
+        final: dict[str, Any] = {}
+        for piece in handle.stream("chat_stream", messages, temperature=self.temperature,
+                                   max_tokens=self.max_tokens, stop=self._stop(),
+                                   seed=self.seed if self.seed >= 0 else None):
+            if "text" in piece:
+                parts.append(piece["text"])
+                ctx.progress(len(parts), self.max_tokens, text=piece["text"])
+            else:
+                final = piece
+        return self.Outputs(text="".join(parts), finish_reason=final.get("finish_reason", "stop"),
+                            usage=final.get("usage", {}), model=handle.id)
+
+
+class RemoteProviderError(RuntimeError):
+    """The provider could not be reached or refused the request."""
+
+
+@node("llm.ChatRemote", category="llm")
+class ChatRemote(_ChatInputs):
+    """Reply with an OpenAI-compatible provider (Ollama, vLLM, LM Studio, OpenAI, ...)."""
+
+    base_url: str = Input("http://127.0.0.1:11434/v1", description="the API root, ending /v1")
+    api_key: str = Input("", description="sent as a Bearer token when set")
+    model: str = Input(description="the provider's model name")
+    provider: str = Input("openai_compat", description="a label used in error messages")
+    timeout: float = Input(120.0, min=1, max=3600)
+
+    def run(self, ctx: NodeContext) -> _ChatInputs.Outputs:
+        import httpx
+
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        body: dict[str, Any] = {"model": self.model, "messages": _check_messages(self.messages),
+                                "temperature": self.temperature,
+                                "max_tokens": self.max_tokens, "stream": True}
+        if self._stop():
+            body["stop"] = self._stop()
+        if self.seed >= 0:
+            body["seed"] = self.seed
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        parts: list[str] = []
+        finish, usage = "stop", {}
+        try:
+            with httpx.stream("POST", url, json=body, headers=headers,
+                              timeout=self.timeout) as response:
+                if response.status_code >= 400:
+                    detail = response.read().decode(errors="replace")[:300]
+                    raise RemoteProviderError(f"{self.provider} at {url} answered "
+                                              f"{response.status_code}: {detail}")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices", []):
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            parts.append(text)
+                            ctx.progress(len(parts), self.max_tokens, text=text)
+                        finish = choice.get("finish_reason") or finish
+        except httpx.HTTPError as exc:
+            raise RemoteProviderError(f"{self.provider} at {url} is unreachable: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise RemoteProviderError(f"{self.provider} at {url} sent a stream that is not "
+                                      f"OpenAI's: {exc}") from exc
+        return self.Outputs(text="".join(parts), finish_reason=finish, usage=usage,
+                            model=self.model)
