@@ -222,3 +222,63 @@ def serve(host: str | None, port: int | None, ray_address: str | None, executor:
         engine.close()
 
 
+
+
+@main.group()
+def models() -> None:
+    """The model store: list, show, remove."""
+
+
+def _store() -> Any:
+    from engine.models.store import ModelStore
+    from nodes.backends.bundled import register_bundled
+
+    store = ModelStore(get_settings().models_dir)
+    register_bundled(store)
+    return store
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--kind", default=None, help="llm, embedding, diffusion, ...")
+def models_list(as_json: bool, kind: str | None) -> None:
+    """Installed models."""
+    found = _store().list(kind)
+    if as_json:
+        click.echo(json.dumps([m.model_dump() for m in found], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "kind", "format", "size", "source", "flags")
+    for m in found:
+        flags = ", ".join(f for f, on in (("bundled", m.bundled), ("test", m.test)) if on)
+        table.add_row(m.id, m.kind, m.format, f"{m.size_bytes / 1024**2:.0f} MB", m.source, flags)
+    Console().print(table)
+
+
+def _get(model_id: str) -> Any:
+    from engine.models.store import ModelNotFoundError
+    try:
+        return _store().get(model_id)
+    except ModelNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@models.command("show")
+@click.argument("model_id")
+def models_show(model_id: str) -> None:
+    """One model's manifest."""
+    click.echo(_get(model_id).model_dump_json(indent=2))
+
+
+@models.command("remove")
+@click.argument("model_id")
+@click.option("--yes", is_flag=True, help="do not ask")
+def models_remove(model_id: str, yes: bool) -> None:
+    """Remove a model from the store (bundled ones come back on the next start)."""
+    manifest = _get(model_id)
+    if not yes:
+        click.confirm(f"remove {manifest.id} ({manifest.kind}, {manifest.source})?", abort=True)
+    _store().remove(model_id)
+    click.echo(f"removed {model_id}")

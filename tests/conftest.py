@@ -17,10 +17,22 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 from engine.executors.base import Executor  # noqa: E402
 from engine.graph import Graph  # noqa: E402
+from engine.models.store import ModelStore  # noqa: E402
 from engine.registry import Registry  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PACKS = FIXTURES / "packs"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_store() -> ModelStore:
+    """The test home's model store, with the bundled models registered (no downloads)."""
+    from engine.settings import get_settings
+    from nodes.backends.bundled import register_bundled
+
+    store = ModelStore(get_settings().models_dir)
+    register_bundled(store)
+    return store
 
 
 @pytest.fixture(scope="session")

@@ -45,9 +45,10 @@ class HostActor:
 class Manager:
     """Creates hosts on first use, keeps them resident, evicts the least recently used."""
 
-    def __init__(self, store_root: str, budget_bytes: int) -> None:
+    def __init__(self, store_root: str, budget_bytes: int, prefix: str = "model:") -> None:
         self.store = ModelStore(store_root)
         self.budget = budget_bytes
+        self.prefix = prefix
         # model id -> (actor, declared bytes, GPUs asked for), least recently used first
         self.hosts: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
         self.evicted: list[str] = []
@@ -67,7 +68,7 @@ class Manager:
             self.evicted.append(evicted_id)
         gpus = manifest.resources.gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
         actor = ray.remote(HostActor).options(
-            name=f"model:{manifest.id}", num_cpus=0, num_gpus=gpus, max_concurrency=64,
+            name=f"{self.prefix}{manifest.id}", num_cpus=0, num_gpus=gpus, max_concurrency=64,
             get_if_exists=True).remote(manifest.model_dump_json(),
                                        str(self.store.weights(manifest)))
         self.created += 1
@@ -119,13 +120,19 @@ class RayHandle:
             return ray.get(self.actor.call.remote(method, *args, **kwargs))
 
     def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        generator = self.actor.stream.options(num_returns="streaming").remote(
-            method, *args, **kwargs)
-        try:
-            for ref in generator:
-                yield ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
-            self._replace(exc, retry=False)
+        for attempt in (1, 2):
+            generator = self.actor.stream.options(num_returns="streaming").remote(
+                method, *args, **kwargs)
+            yielded = False
+            try:
+                for ref in generator:
+                    item = ray.get(ref)
+                    yielded = True
+                    yield item
+                return
+            except ray.exceptions.RayActorError as exc:
+                # Nothing was streamed yet: starting over on a new host is safe.
+                self._replace(exc, retry=attempt == 1 and not yielded and self.retry)
 
     def _replace(self, exc: BaseException, retry: bool | None = None) -> None:
         """Have the manager start a new host; retry once only when the caller may."""
@@ -145,10 +152,12 @@ class RayModels:
         self.retry = retry
 
     @classmethod
-    def start(cls, store: ModelStore, budget_bytes: int) -> RayModels:
+    def start(cls, store: ModelStore, budget_bytes: int, name: str = MANAGER,
+              prefix: str = "model:") -> RayModels:
+        """The manager actor ``name`` (joined if it exists); hosts are named prefix+id."""
         manager = ray.remote(Manager).options(
-            name=MANAGER, num_cpus=0, max_concurrency=16, get_if_exists=True).remote(
-            str(store.root), budget_bytes)
+            name=name, num_cpus=0, max_concurrency=16, get_if_exists=True).remote(
+            str(store.root), budget_bytes, prefix)
         return cls(manager)
 
     @classmethod

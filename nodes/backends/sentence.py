@@ -15,8 +15,11 @@ class SentenceBackend:
 
     def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
 
+        if device == "cuda" and not torch.cuda.is_available():
+            device = "cpu"  # a logical GPU from Ray without CUDA in this torch build
         self.model = SentenceTransformer(str(weights), device=device)
         dimension = getattr(self.model, "get_embedding_dimension", None) \
             or self.model.get_sentence_embedding_dimension

@@ -14,8 +14,11 @@ from engine.models.manifest import ModelManifest
 class TransformersBackend:
     def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if device == "cuda" and not torch.cuda.is_available():
+            device = "cpu"  # a logical GPU from Ray without CUDA in this torch build
         self.tokenizer = AutoTokenizer.from_pretrained(str(weights))
         self.model = AutoModelForCausalLM.from_pretrained(str(weights)).to(device)
         self.model.eval()
