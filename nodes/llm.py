@@ -81,14 +81,14 @@ class Chat(_ChatInputs):
         handle = ctx.model("llm", self.model)
         parts: list[str] = []
         final: dict[str, Any] = {}
-        for piece in handle.stream("chat_stream", messages, temperature=self.temperature,
+        for batch in handle.stream("chat_stream", messages, temperature=self.temperature,
                                    max_tokens=self.max_tokens, stop=self._stop(),
                                    seed=self.seed if self.seed >= 0 else None):
-            if "text" in piece:
-                parts.append(piece["text"])
-                ctx.progress(len(parts), self.max_tokens, text=piece["text"])
-            else:
-                final = piece
+            texts = [piece["text"] for piece in batch if "text" in piece]
+            if texts:
+                parts.extend(texts)
+                ctx.progress(len(parts), self.max_tokens, text="".join(texts))
+            final = next((piece for piece in batch if piece.get("done")), final)
         return self.Outputs(text="".join(parts), finish_reason=final.get("finish_reason", "stop"),
                             usage=final.get("usage", {}), model=handle.id)
 

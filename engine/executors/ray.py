@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -114,7 +115,6 @@ class RayExecutor(Executor):
     # -- running ------------------------------------------------------------------------
 
     def _start(self, plan: Plan, handle: RunHandle) -> None:
-        import threading
         threading.Thread(target=RayDrive(self, plan, handle).loop, daemon=True,
                          name=f"homepilot-ray-{handle.run_id[:8]}").start()
 
@@ -177,6 +177,7 @@ class RayDrive:
         self.ui: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, str] = {}
         self.error: NodeError | None = None
+        self.stopped = False
 
     def loop(self) -> None:
         handle, plan = self.handle, self.plan
@@ -187,7 +188,13 @@ class RayDrive:
             self.keys = {n: e.key for n, e in cached.items()}
             self.ui = {n: e.ui for n, e in cached.items() if e.ui}
             pending = self._submit(to_run, refs)
-            self._follow(pending)
+            pump = threading.Thread(target=self._pump, daemon=True,
+                                    name=f"homepilot-progress-{handle.run_id[:8]}")
+            pump.start()
+            try:
+                self._follow(pending)
+            finally:
+                self._stop_pump(pump)
             self._finish(refs, list(cached))
         except Exception as exc:  # the engine or Ray itself failed: report, never hang
             log.exception("ray run %s failed", handle.run_id)
@@ -220,7 +227,6 @@ class RayDrive:
 
     def _follow(self, pending: Pending) -> None:
         handle = self.handle
-        last_drain = 0.0
         while pending and self.error is None:
             if handle.cancelled:
                 for _, value_ref in pending.values():
@@ -236,16 +242,30 @@ class RayDrive:
             for meta_ref, metas in zip(ready, self._fetch(ready), strict=True):
                 group, value_ref = pending.pop(meta_ref)
                 self._settle(group, value_ref, metas)
-            if time.time() - last_drain > 0.2 or not pending:
-                self._drain()
-                last_drain = time.time()
         if self.error is not None:
             for _, value_ref in pending.values():
                 ray.cancel(value_ref, force=False)
 
-    def _drain(self) -> None:
-        for node_id, payload, ts in ray.get(self.executor._relay.drain.remote(self.handle.run_id),
-                                            timeout=30):
+    def _pump(self) -> None:
+        """Forward progress events as they arrive (long-polling the relay)."""
+        relay, run_id = self.executor._relay, self.handle.run_id
+        while not self.stopped:
+            try:
+                events = ray.get(relay.next.remote(run_id, 0.5), timeout=30)
+            except ray.exceptions.RayError:
+                return
+            self._emit_progress(events)
+
+    def _stop_pump(self, pump: threading.Thread) -> None:
+        """Stop forwarding, then deliver what is left: all progress precedes the run's end."""
+        self.stopped = True
+        self.executor._relay.close.remote(self.handle.run_id)
+        pump.join(10)
+        self._emit_progress(ray.get(self.executor._relay.drain.remote(self.handle.run_id),
+                                    timeout=30))
+
+    def _emit_progress(self, events: list[tuple[str, dict[str, Any], float]]) -> None:
+        for node_id, payload, ts in events:
             self.handle.emit(Event("node_progress", self.handle.run_id, node_id, payload, ts))
 
     @staticmethod

@@ -81,6 +81,64 @@ def _relay(name: str) -> Any:
     return handle
 
 
+class ProgressSender:
+    """A task's progress on its way to the relay, one push in flight at a time.
+
+    While a push travels, later text deltas of the same node are merged (text joined,
+    the latest step kept), so a model streaming faster than a round trip costs one
+    message per round trip instead of one per token, and nothing waits on a timer.
+    Step progress without text is never merged: every step is reported.
+    """
+
+    def __init__(self, relay_name: str, run_id: str) -> None:
+        self.relay_name = relay_name
+        self.run_id = run_id
+        self.inflight: Any = None
+        self.waiting: dict[str, dict[str, Any]] = {}
+        # Numbered per node: an async actor may run pushes out of order; the relay
+        # puts them back in order.
+        self.numbers: dict[str, int] = {}
+
+    def __call__(self, node_id: str, payload: dict[str, Any]) -> None:
+        merged = self.waiting.get(node_id)
+        if "text" not in payload or (merged is not None and "text" not in merged):
+            if self.waiting:
+                self._send()
+            self.waiting[node_id] = dict(payload)
+            self._send()
+            return
+        if merged is None:
+            self.waiting[node_id] = dict(payload)
+        else:
+            text = merged.get("text", "") + payload.get("text", "")
+            merged.update(payload)
+            if text:
+                merged["text"] = text
+        if self.inflight is None or self._arrived():
+            self._send()
+
+    def _arrived(self) -> bool:
+        import ray
+        ready, _ = ray.wait([self.inflight], timeout=0)
+        return bool(ready)
+
+    def _send(self) -> None:
+        relay = _relay(self.relay_name)
+        for node_id, payload in self.waiting.items():
+            number = self.numbers.get(node_id, 0)
+            self.numbers[node_id] = number + 1
+            self.inflight = relay.push.remote(self.run_id, node_id, number, payload,
+                                              time.time())
+        self.waiting.clear()
+
+    def close(self) -> None:
+        import ray
+        if self.waiting:
+            self._send()
+        if self.inflight is not None:
+            ray.get(self.inflight, timeout=30)
+
+
 _model_client: list[Any] = []
 
 
@@ -100,10 +158,7 @@ def run_group(packed: Any, *dependencies: dict[str, Any]
     registry = registry_for(task.source_json)
     values: dict[str, Any] = {node_id: dependencies[index][key]
                               for node_id, (index, key) in sources.items()}
-    pushed: list[Any] = []
-
-    def sink(node_id: str, payload: dict[str, Any]) -> None:
-        pushed[:] = [_relay(relay_name).push.remote(run_id, node_id, payload, time.time())]
+    sink = ProgressSender(relay_name, run_id)
     metas: list[dict[str, Any]] = []
     produced: dict[str, Any] = {}
     for task_node in task.nodes:
@@ -140,10 +195,7 @@ def run_group(packed: Any, *dependencies: dict[str, Any]
         if result.ui:
             meta["ui"] = result.ui
         metas.append(meta)
-    if pushed:
-        # Progress must be in the relay before the driver sees this task finish.
-        import ray
-        ray.get(pushed[0], timeout=30)
+    sink.close()  # progress must be in the relay before the driver sees this task finish
     return produced, metas
 
 
@@ -153,13 +205,62 @@ def _failed(value: Any) -> bool:
 
 
 class Relay:
-    """Carries progress events from workers to the driver (a Ray actor, no CPU held)."""
+    """Carries progress events from workers to the driver: an async actor holding no CPU.
+
+    The driver long-polls ``next``, which answers as soon as a run has events, so a
+    streamed token reaches the client within milliseconds, not at the next poll.
+    """
 
     def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
         self._events: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
+        self._signals: dict[str, Any] = {}
+        # (run, node) -> next expected number, and early arrivals by number
+        self._expected: dict[tuple[str, str], int] = {}
+        self._early: dict[tuple[str, str], dict[int, tuple[dict[str, Any], float]]] = {}
 
-    def push(self, run_id: str, node_id: str, payload: dict[str, Any], ts: float) -> None:
-        self._events.setdefault(run_id, []).append((node_id, payload, ts))
+    def _signal(self, run_id: str) -> Any:
+        signal = self._signals.get(run_id)
+        if signal is None:
+            signal = self._signals[run_id] = self._asyncio.Event()
+        return signal
 
-    def drain(self, run_id: str) -> list[tuple[str, dict[str, Any], float]]:
+    async def push(self, run_id: str, node_id: str, number: int, payload: dict[str, Any],
+                   ts: float) -> None:
+        key = (run_id, node_id)
+        early = self._early.setdefault(key, {})
+        early[number] = (payload, ts)
+        expected = self._expected.get(key, 0)
+        ready = self._events.setdefault(run_id, [])
+        while expected in early:
+            payload, ts = early.pop(expected)
+            ready.append((node_id, payload, ts))
+            expected += 1
+        self._expected[key] = expected
+        if ready:
+            self._signal(run_id).set()
+
+    async def next(self, run_id: str, timeout: float) -> list[tuple[str, dict[str, Any], float]]:
+        """The run's new events, waiting up to ``timeout`` seconds for some."""
+        signal = self._signal(run_id)
+        if not self._events.get(run_id):
+            try:
+                await self._asyncio.wait_for(signal.wait(), timeout)
+            except TimeoutError:
+                pass
+        signal.clear()
         return self._events.pop(run_id, [])
+
+    async def drain(self, run_id: str) -> list[tuple[str, dict[str, Any], float]]:
+        """What is left of a finished run, and its bookkeeping forgotten."""
+        self._signals.pop(run_id, None)
+        for key in [k for k in self._expected if k[0] == run_id]:
+            self._expected.pop(key, None)
+            self._early.pop(key, None)
+        return self._events.pop(run_id, [])
+
+    async def close(self, run_id: str) -> None:
+        """Wake a waiting ``next`` for a run that has ended."""
+        self._signal(run_id).set()

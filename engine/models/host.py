@@ -9,8 +9,11 @@ Backends are plain classes named in the manifest (``"module:Class"``), construct
 from __future__ import annotations
 
 import importlib
+import queue
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +50,88 @@ def load_backend(manifest: ModelManifest, weights: Path, device: str) -> Any:
     return backend_class(manifest, weights, device)
 
 
+_END = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class Host:
     def __init__(self, manifest: ModelManifest, weights: str | Path, device: str) -> None:
         self.manifest = manifest
         self.device = device
-        self.backend = load_backend(manifest, Path(weights), device)
+        # All model work runs on this one thread. OpenMP (llama.cpp, torch) builds a thread
+        # team per calling thread; calls arriving on ever new threads leave old teams
+        # spinning, which cost a third of the speed on 2 cores.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"model-{manifest.id}")
+        self.backend = self._worker.submit(load_backend, manifest, Path(weights),
+                                           device).result()
         self.loaded_since = time.time()
         self.requests = 0
-        self.batchers = {name: Batcher(getattr(self.backend, name), max_items=size)
+        self.batchers = {name: Batcher(self._on_worker(getattr(self.backend, name)),
+                                       max_items=size)
                          for name, size in getattr(self.backend, "batchable", {}).items()}
+
+    def _on_worker(self, function: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return self._worker.submit(function, *args, **kwargs).result()
+        return run
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         self.requests += 1
         batcher = self.batchers.get(method)
         if batcher is not None and not kwargs and len(args) == 1:
             return batcher.submit(args[0])
-        return self._method(method)(*args, **kwargs)
+        return self._on_worker(self._method(method))(*args, **kwargs)
 
-    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
+        """The backend's items in lists: all it produced since the consumer last asked.
+
+        The backend runs on its own thread, so a consumer that keeps up gets one item at
+        a time and a slower one (a Ray hop per batch) gets them coalesced, never delayed.
+        """
         self.requests += 1
-        yield from self._method(method)(*args, **kwargs)
+        source = self._method(method)(*args, **kwargs)
+        items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in source:
+                    items.put(item)
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # handed to the consumer below
+                items.put(_Failed(exc))
+            finally:
+                close = getattr(source, "close", None)
+                if callable(close):
+                    close()
+                items.put(_END)
+
+        self._worker.submit(produce)
+        try:
+            while True:
+                batch = [items.get()]
+                while True:
+                    try:
+                        batch.append(items.get_nowait())
+                    except queue.Empty:
+                        break
+                ready = []
+                for item in batch:
+                    if item is _END:
+                        if ready:
+                            yield ready
+                        return
+                    if isinstance(item, _Failed):
+                        raise item.error
+                    ready.append(item)
+                yield ready
+        finally:
+            stop.set()
 
     def _method(self, name: str) -> Any:
         if name.startswith("_") or not callable(getattr(self.backend, name, None)):
@@ -84,4 +149,5 @@ class Host:
     def close(self) -> None:
         close = getattr(self.backend, "close", None)
         if callable(close):
-            close()
+            self._worker.submit(close).result()
+        self._worker.shutdown(wait=False)

@@ -20,7 +20,8 @@ class LocalHandle:
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self.host.call(method, *args, **kwargs)
 
-    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
+        """Items in lists (what the model produced since the last one)."""
         return self.host.stream(method, *args, **kwargs)
 
 

@@ -7,6 +7,7 @@ and the manager reserve no CPU: on a 2-core node, actors holding CPUs starve gra
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,7 @@ class HostActor:
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self.host.call(method, *args, **kwargs)
 
-    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
         yield from self.host.stream(method, *args, **kwargs)
 
     def info(self) -> dict[str, Any]:
@@ -67,10 +68,13 @@ class Manager:
             ray.kill(actor)
             self.evicted.append(evicted_id)
         gpus = manifest.resources.gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        # Ray caps OMP_NUM_THREADS at a task's CPU count (1 for num_cpus=0), which would
+        # leave llama.cpp and torch one thread: give the host the machine's cores.
+        threads = str(manifest.options.get("threads") or os.cpu_count() or 1)
         actor = ray.remote(HostActor).options(
             name=f"{self.prefix}{manifest.id}", num_cpus=0, num_gpus=gpus, max_concurrency=64,
-            get_if_exists=True).remote(manifest.model_dump_json(),
-                                       str(self.store.weights(manifest)))
+            get_if_exists=True, runtime_env={"env_vars": {"OMP_NUM_THREADS": threads}},
+        ).remote(manifest.model_dump_json(), str(self.store.weights(manifest)))
         self.created += 1
         self.hosts[manifest.id] = (actor, memory, gpus)
         return manifest.id, actor
@@ -119,7 +123,8 @@ class RayHandle:
             self._replace(exc)
             return ray.get(self.actor.call.remote(method, *args, **kwargs))
 
-    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
+        """Items in lists, one Ray object per list (see ``Host.stream``)."""
         for attempt in (1, 2):
             generator = self.actor.stream.options(num_returns="streaming").remote(
                 method, *args, **kwargs)

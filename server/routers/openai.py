@@ -146,11 +146,16 @@ async def _chunks(handle: Any, completion_id: str, created: int,
         return f"data: {json.dumps(body)}\n\n"
 
     yield frame({"role": "assistant", "content": ""})
+    streamed = False
     async for event in stream(handle):
         if event.type == "node_progress" and event.data.get("text"):
+            streamed = True
             yield frame({"content": event.data["text"]})
         elif event.type == "run_finished":
             outputs = handle.result(5).outputs
+            if not streamed and outputs["text"]:
+                # A reply served from the cache streams no tokens: send it whole.
+                yield frame({"content": outputs["text"]})
             yield frame({}, outputs["finish_reason"], _usage(outputs["usage"]))
         elif event.type in ("run_failed", "run_cancelled"):
             error = event.data.get("error") or {}

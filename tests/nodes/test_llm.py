@@ -33,7 +33,7 @@ def test_the_bundled_model_answers_in_english_and_streams(executor):
     chunks = [e.data["text"] for e in events if e.type == "node_progress" and "text" in e.data]
     assert len(chunks) >= 3 and "".join(chunks) == text
     usage = result.outputs["usage"]
-    assert usage["completion_tokens"] == len(chunks) and usage["prompt_tokens"] > 0
+    assert usage["completion_tokens"] >= len(chunks) and usage["prompt_tokens"] > 0
 
 
 def test_a_second_request_uses_the_resident_model(executor):
