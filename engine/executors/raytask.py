@@ -20,6 +20,7 @@ from engine.plan import PlanNode, TemplateInput
 from engine.registry import registry_for
 
 FAILED = "__homepilot_failed__"
+TEXT_INTERVAL = 0.05  # seconds between text progress pushes of one task
 
 
 @dataclass(slots=True)
@@ -94,6 +95,7 @@ class ProgressSender:
         self.relay_name = relay_name
         self.run_id = run_id
         self.inflight: Any = None
+        self.sent_at = 0.0
         self.waiting: dict[str, dict[str, Any]] = {}
         # Numbered per node: an async actor may run pushes out of order; the relay
         # puts them back in order.
@@ -114,7 +116,10 @@ class ProgressSender:
             merged.update(payload)
             if text:
                 merged["text"] = text
-        if self.inflight is None or self._arrived():
+        # Text goes out at most every TEXT_INTERVAL (the first delta at once): each push
+        # costs the relay, the driver and the raylet some CPU a model would rather have.
+        if (time.monotonic() - self.sent_at >= TEXT_INTERVAL
+                and (self.inflight is None or self._arrived())):
             self._send()
 
     def _arrived(self) -> bool:
@@ -130,6 +135,7 @@ class ProgressSender:
             self.inflight = relay.push.remote(self.run_id, node_id, number, payload,
                                               time.time())
         self.waiting.clear()
+        self.sent_at = time.monotonic()
 
     def close(self) -> None:
         import ray

@@ -86,11 +86,14 @@ class Host:
             return batcher.submit(args[0])
         return self._on_worker(self._method(method))(*args, **kwargs)
 
-    def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
+    def stream(self, method: str, *args: Any, interval: float = 0.0,
+               **kwargs: Any) -> Iterator[list[Any]]:
         """The backend's items in lists: all it produced since the consumer last asked.
 
         The backend runs on its own thread, so a consumer that keeps up gets one item at
-        a time and a slower one (a Ray hop per batch) gets them coalesced, never delayed.
+        a time and a slower one gets them coalesced. ``interval`` > 0 spaces lists at least
+        that far apart (the first comes at once): across processes every list costs CPU
+        that a model sharing the cores would rather have.
         """
         self.requests += 1
         source = self._method(method)(*args, **kwargs)
@@ -112,9 +115,17 @@ class Host:
                 items.put(_END)
 
         self._worker.submit(produce)
+        due = 0.0
         try:
             while True:
                 batch = [items.get()]
+                while interval and time.monotonic() < due and batch[-1] is not _END \
+                        and not isinstance(batch[-1], _Failed):
+                    try:
+                        batch.append(items.get(timeout=max(due - time.monotonic(), 0)))
+                    except queue.Empty:
+                        break
+                due = time.monotonic() + interval
                 while True:
                     try:
                         batch.append(items.get_nowait())

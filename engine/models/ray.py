@@ -18,6 +18,7 @@ from engine.models.host import Host, HostInfo, ModelHostError
 from engine.models.store import ModelNotFoundError, ModelStore
 
 MANAGER = "homepilot:models"
+STREAM_INTERVAL = 0.05  # seconds between streamed lists from a host actor
 NAMESPACE_HINT = "model:"
 
 
@@ -35,7 +36,8 @@ class HostActor:
         return self.host.call(method, *args, **kwargs)
 
     def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
-        yield from self.host.stream(method, *args, **kwargs)
+        # Each list is a Ray object: at most ~20 a second leaves the model the cores.
+        yield from self.host.stream(method, *args, interval=STREAM_INTERVAL, **kwargs)
 
     def info(self) -> dict[str, Any]:
         info = self.host.info().model_dump()

@@ -35,8 +35,18 @@ def graph_path(root: Path, name: str) -> Path:
     raise ApiError(404, "graph_not_found", f"there is no graph named '{name}' in {root}")
 
 
+_loaded: dict[Path, tuple[int, Graph]] = {}
+
+
 def load_named(root: Path, name: str) -> Graph:
-    graph = load_graph(graph_path(root, name))
+    """A named graph, parsed once per version of its file (endpoints load on every call)."""
+    path = graph_path(root, name)
+    stamp = path.stat().st_mtime_ns
+    cached = _loaded.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    graph = load_graph(path)
     if graph.name == Path(name).name:
         graph = graph.model_copy(update={"name": name})
+    _loaded[path] = (stamp, graph)
     return graph
