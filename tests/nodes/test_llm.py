@@ -21,16 +21,23 @@ def host(executor, model_id: str) -> dict:
     return next(h for h in executor.model_status() if h["id"] == model_id)
 
 
-def test_the_bundled_model_answers_in_english_and_streams(executor):
-    events: list[Event] = []
+def test_the_bundled_model_answers_in_english(executor):
     result = executor.run(CHAT, {"message": "What is the capital of France?",
-                                 "temperature": 0, "max_tokens": 40},
-                          listener=events.append, timeout=300)
+                                 "temperature": 0, "max_tokens": 40}, timeout=300)
     assert result.status == "success", result.error
     text = result.outputs["text"]
     assert text.strip() and looks_english(text), text
     assert result.outputs["model"] == "smollm2-135m-instruct"
+
+
+def test_a_reply_streams_in_several_chunks(executor):
+    events: list[Event] = []
+    result = executor.run(CHAT, {"message": "Tell me a short story about a cat.",
+                                 "temperature": 0, "max_tokens": 96},
+                          listener=events.append, timeout=300)
+    text = result.outputs["text"]
     chunks = [e.data["text"] for e in events if e.type == "node_progress" and "text" in e.data]
+    # Under Ray, deltas are paced (50 ms apart) and may carry several tokens each.
     assert len(chunks) >= 3 and "".join(chunks) == text
     usage = result.outputs["usage"]
     assert usage["completion_tokens"] >= len(chunks) and usage["prompt_tokens"] > 0
