@@ -173,3 +173,17 @@ def dashboard_task_names(dashboard: str) -> set[str]:
             return names
         time.sleep(1)
     return names
+
+
+def test_models_list_show_and_remove(tmp_path):
+    listed = homepilot("models", "list", "--json", home=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    ids = {m["id"]: m for m in json.loads(listed.stdout)}
+    assert ids["smollm2-135m-instruct"]["kind"] == "llm" and ids["all-minilm-l6-v2"]["bundled"]
+    shown = homepilot("models", "show", "all-minilm-l6-v2", home=tmp_path)
+    assert json.loads(shown.stdout)["format"] == "sentence-transformers"
+    missing = homepilot("models", "show", "nope", home=tmp_path)
+    assert missing.returncode == 1 and "not installed" in missing.stderr
+    removed = homepilot("models", "remove", "all-minilm-l6-v2", "--yes", home=tmp_path)
+    assert removed.returncode == 0
+    assert not (tmp_path / "models" / "all-minilm-l6-v2").exists()

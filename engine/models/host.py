@@ -70,9 +70,12 @@ class Host:
                                            device).result()
         self.loaded_since = time.time()
         self.requests = 0
+        batchable = getattr(self.backend, "batchable", {})
+        if manifest.options.get("batching") is False:  # a manifest may turn batching off
+            batchable = {}
         self.batchers = {name: Batcher(self._on_worker(getattr(self.backend, name)),
                                        max_items=size)
-                         for name, size in getattr(self.backend, "batchable", {}).items()}
+                         for name, size in batchable.items()}
 
     def _on_worker(self, function: Any) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:

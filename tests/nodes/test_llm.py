@@ -81,3 +81,12 @@ def test_embeddings_rank_the_closest_text_first(executor):
     assert result.outputs["indices"][0] == 0
     first, second = result.outputs["scores"]
     assert first > second
+
+
+def test_a_stop_string_ends_the_reply_before_it(executor):
+    inputs = {"message": "What is the capital of France?", "temperature": 0, "max_tokens": 40}
+    full = executor.run(CHAT, inputs, timeout=300).outputs["text"]
+    assert "Paris" in full
+    stopped = executor.run(CHAT, {**inputs, "stop": ["Paris"]}, timeout=300).outputs
+    assert "Paris" not in stopped["text"] and full.startswith(stopped["text"].rstrip())
+    assert stopped["finish_reason"] == "stop"
