@@ -63,10 +63,9 @@ def _error(status: int, message: str, param: str | None = None,
 
 
 def _model_id(state: AppState, requested: str) -> str:
-    if requested in DEFAULT_NAMES:
-        return ""
-    state.model_store.resolve("llm", requested)  # raises ModelNotFoundError
-    return requested
+    """The installed model a request names (``default`` picks one); raises
+    ModelNotFoundError with the installed list."""
+    return state.model_store.resolve("llm", "" if requested in DEFAULT_NAMES else requested).id
 
 
 def _inputs(request: ChatRequest, model: str) -> dict[str, Any]:
@@ -109,7 +108,7 @@ async def chat_completions(request: ChatRequest, state: State) -> Any:
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if request.stream:
-        return StreamingResponse(_chunks(record.handle, completion_id, created, request.model),
+        return StreamingResponse(_chunks(record.handle, completion_id, created, model),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     await asyncio.to_thread(record.handle.wait, 3600)

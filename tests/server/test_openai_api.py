@@ -50,6 +50,7 @@ def test_streaming_yields_several_chunks_that_make_the_reply(client):
     assert len(pieces) >= 3 and "".join(pieces).strip()
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert {c.model for c in chunks} == {"smollm2-135m-instruct"}  # "default", resolved
 
 
 def test_an_unknown_model_is_a_404_the_client_understands(client):
