@@ -52,7 +52,7 @@ class _Binary(Node):
         result: float
 
     def compute(self) -> float:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define compute()")
 
     def run(self, ctx: NodeContext) -> Outputs:
         return self.Outputs(result=_finite(self.compute(), f"{type(self).__name__} result"))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.manifest import ModelManifest
+from nodes.backends.chat import gather
 
 
 class LlamaBackend:
@@ -49,15 +50,7 @@ class LlamaBackend:
                              "completion_tokens": produced, "total_tokens": total}}
 
     def chat(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
-        parts: list[str] = []
-        final: dict[str, Any] = {}
-        for piece in self.chat_stream(messages, **options):
-            if "text" in piece:
-                parts.append(piece["text"])
-            else:
-                final = piece
-        return {"text": "".join(parts), "finish_reason": final.get("finish_reason", "stop"),
-                "usage": final.get("usage", {})}
+        return gather(self.chat_stream(messages, **options))
 
     def close(self) -> None:
         self.llm.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.manifest import ModelManifest
+from nodes.backends.chat import gather
 
 
 class TransformersBackend:
@@ -70,11 +71,4 @@ class TransformersBackend:
                              "total_tokens": prompt_tokens + produced}}
 
     def chat(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
-        parts, final = [], {}
-        for piece in self.chat_stream(messages, **options):
-            if "text" in piece:
-                parts.append(piece["text"])
-            else:
-                final = piece
-        return {"text": "".join(parts), "finish_reason": final.get("finish_reason", "stop"),
-                "usage": final.get("usage", {})}
+        return gather(self.chat_stream(messages, **options))
