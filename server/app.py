@@ -19,9 +19,11 @@ from server import errors
 from server.hub import ClientHub
 from server.packroutes import PackRoutes
 from server.prompt_server import PromptServer
-from server.routers import comfy, files, graphs, health, openai
+from server.routers import chat, comfy, conversations, files, graphs, health, openai
 from server.services.runs import RunService
 from server.state import AppState
+from server.storage.conversations import Conversations
+from server.storage.database import Database
 from server.version import VERSION
 
 log = logging.getLogger("homepilot.server")
@@ -55,10 +57,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     owns_executor = executor is None
     executor = executor or build_executor(settings, registry)
     hub = ClientHub()
+    db = Database(settings.home / "homepilot.duckdb")
     state = AppState(settings=settings, registry=registry, executor=executor,
                      runs=RunService(executor), files=FileStore(settings.home / "files"),
                      hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS,
-                     model_store=ModelStore(settings.models_dir))
+                     model_store=ModelStore(settings.models_dir), db=db,
+                     conversations=Conversations(db))
     pack_routes = PackRoutes()
 
     @asynccontextmanager
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 record.handle.cancel()
             if owns_executor:
                 executor.close()
+            db.close()
 
     app = FastAPI(title="HomePilot", version=VERSION, lifespan=lifespan,
                   description="Local-first generative-AI server; every feature is a node graph.")
@@ -80,7 +85,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(),
                        allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
     errors.install(app)
-    for module in (health, graphs, comfy, files, openai):
+    for module in (health, chat, conversations, graphs, comfy, files, openai):
         app.include_router(module.router)
     pack_routes.mount(app)
     return app

@@ -12,6 +12,8 @@ from engine.registry import Registry
 from engine.settings import Settings
 from server.hub import ClientHub
 from server.services.runs import RunService
+from server.storage.conversations import Conversations
+from server.storage.database import Database
 
 
 @dataclass
@@ -24,3 +26,5 @@ class AppState:
     hub: ClientHub
     graphs_dir: Path
     model_store: ModelStore
+    db: Database
+    conversations: Conversations

@@ -1,0 +1,79 @@
+"""POST /chat and its streaming variant POST /chat/stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from engine.errors import NodeError
+from server.deps import State
+from server.errors import ApiError
+from server.services import chat
+from server.services.runs import stream
+from server.state import AppState
+
+router = APIRouter(tags=["core"])
+
+
+def _failure(error: NodeError | None, provider: str | None) -> ApiError:
+    """A failed chat run as an HTTP error: the model (local or remote) is upstream: 502."""
+    if error is None:
+        return ApiError(503, "cancelled", "the reply was cancelled (is the server stopping?)")
+    if error.error_type == "ModelNotFoundError":
+        return ApiError(404, "model_not_found", error.message)
+    return ApiError(502, "llm_error", f"LLM error ({provider or 'local'}): {error.message}")
+
+
+def _check_mode(state: AppState, body: chat.ChatIn) -> None:
+    mode = chat.route(body)
+    if mode != "chat":
+        chat.require_media_graph(state, mode)
+        raise ApiError(503, "feature_unavailable",
+                       f"{chat.MEDIA_MODES[mode]} is not wired to /chat yet")
+
+
+@router.post("/chat", response_model=chat.ChatOut)
+async def post_chat(body: chat.ChatIn, state: State) -> chat.ChatOut:
+    _check_mode(state, body)
+    conversation_id, graph, inputs = chat.plan(state, body)
+    record = state.runs.start(graph, inputs)
+    await asyncio.to_thread(record.handle.wait, 3600)
+    result = record.handle.result(0)
+    if result.status != "success":
+        raise _failure(result.error, body.provider)
+    text = result.outputs["text"] or "…"
+    chat.remember(state, body, conversation_id, text)
+    return chat.ChatOut(conversation_id=conversation_id, text=text, media=None)
+
+
+@router.post("/chat/stream")
+async def post_chat_stream(body: chat.ChatIn, state: State) -> StreamingResponse:
+    """Server-sent events: ``{"delta": text}`` frames, then ``{"done": true,
+    "conversation_id", "text"}`` (or ``{"error": {...}}``)."""
+    _check_mode(state, body)
+    conversation_id, graph, inputs = chat.plan(state, body)
+    record = state.runs.start(graph, inputs)
+
+    async def frames() -> AsyncIterator[str]:
+        streamed = False
+        async for event in stream(record.handle):
+            if event.type == "node_progress" and event.data.get("text"):
+                streamed = True
+                yield f"data: {json.dumps({'delta': event.data['text']})}\n\n"
+            elif event.type == "run_finished":
+                text = record.handle.result(5).outputs["text"] or "…"
+                if not streamed:
+                    yield f"data: {json.dumps({'delta': text})}\n\n"
+                await asyncio.to_thread(chat.remember, state, body, conversation_id, text)
+                done = {"done": True, "conversation_id": conversation_id, "text": text}
+                yield f"data: {json.dumps(done)}\n\n"
+            elif event.type in ("run_failed", "run_cancelled"):
+                error = _failure(record.handle.result(5).error, body.provider)
+                frame = {"error": {"code": error.code, "message": error.message}}
+                yield f"data: {json.dumps(frame)}\n\n"
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,108 @@
+"""POST /chat: a HomePilot chat request becomes a run of graphs/chat.yaml (or
+chat_remote.yaml for a remote provider), with the conversation's recent history."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.graph import Graph
+from server.errors import ApiError
+from server.services.graphs import graph_path, load_named
+from server.state import AppState
+
+HISTORY_LIMIT = 8
+FUN_SYSTEM = ("You are HomePilot in fun mode: playful, witty and upbeat, with a light touch "
+              "of humour, while still answering the question.")
+MEDIA_MODES = {"imagine": "Image generation", "edit": "Image editing",
+               "animate": "Video generation"}
+_URL = re.compile(r"https?://\S+")
+_ANIMATE = re.compile(r"\b(animate|make (a )?video|image\s*to\s*video)\b", re.I)
+_EDIT = re.compile(r"\b(edit|inpaint|replace|remove|change)\b", re.I)
+_IMAGINE = re.compile(r"\b(imagine|generate|create|draw|make)\b.*?(photo|picture|image|pic|art)\b",
+                      re.I)
+
+
+class ChatIn(BaseModel):
+    """The HomePilot ``ChatIn`` body. Media fields (img*, vid*, ...) are accepted and
+    used by the media graphs."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    message: str = Field(min_length=1, max_length=100_000)
+    conversation_id: str | None = Field(None, max_length=200)
+    project_id: str | None = None
+    fun_mode: bool = False
+    mode: str | None = None
+    provider: Literal["openai_compat", "ollama", "openai", "claude", "watsonx"] | None = None
+    provider_base_url: str | None = None
+    provider_model: str | None = None
+    provider_api_key: str | None = None
+    textTemperature: float | None = Field(None, ge=0, le=2)  # noqa: N815 (wire name)
+    textMaxTokens: int | None = Field(None, ge=1, le=32768)  # noqa: N815
+    extra_system_context: str | None = None
+    incognito: bool = False
+
+
+class ChatOut(BaseModel):
+    conversation_id: str
+    text: str
+    media: dict[str, Any] | None = None
+
+
+def route(body: ChatIn) -> str:
+    """chat, or the media mode the request or its wording asks for (HomePilot's rules)."""
+    mode = (body.mode or "chat").lower()
+    if mode in MEDIA_MODES:
+        return mode
+    has_url = bool(_URL.search(body.message))
+    if has_url and _ANIMATE.search(body.message):
+        return "animate"
+    if has_url and _EDIT.search(body.message):
+        return "edit"
+    if _IMAGINE.search(body.message):
+        return "imagine"
+    return "chat"
+
+
+def require_media_graph(state: AppState, mode: str) -> None:
+    try:
+        graph_path(state.graphs_dir, mode)
+    except ApiError:
+        raise ApiError(503, "feature_unavailable",
+                       f"{MEDIA_MODES[mode]} (mode '{mode}') is not available on this server "
+                       f"yet: graphs/{mode}.yaml is not installed") from None
+
+
+def plan(state: AppState, body: ChatIn) -> tuple[str, Graph, dict[str, Any]]:
+    """(conversation id, graph, graph inputs) for a chat-mode request."""
+    conversation_id = body.conversation_id or str(uuid.uuid4())
+    history = [{"role": m.role, "content": m.content}
+               for m in state.conversations.recent(conversation_id, HISTORY_LIMIT)
+               if m.role in ("user", "assistant", "system")]
+    system = "\n\n".join(p for p in (FUN_SYSTEM if body.fun_mode else "",
+                                     body.extra_system_context or "") if p)
+    temperature = body.textTemperature if body.textTemperature is not None else \
+        (0.9 if body.fun_mode else 0.7)
+    inputs: dict[str, Any] = {"message": body.message, "history": history, "system": system,
+                              "temperature": temperature,
+                              "max_tokens": body.textMaxTokens or 900}
+    if body.provider_base_url:
+        if not body.provider_model:
+            raise ApiError(400, "provider_model_required",
+                           "provider_base_url needs provider_model (the provider's model name)")
+        inputs.update(base_url=body.provider_base_url, model=body.provider_model,
+                      api_key=body.provider_api_key or "",
+                      provider=body.provider or "openai_compat")
+        return conversation_id, load_named(state.graphs_dir, "chat_remote"), inputs
+    if body.provider_model:
+        inputs["model"] = body.provider_model
+    return conversation_id, load_named(state.graphs_dir, "chat"), inputs
+
+
+def remember(state: AppState, body: ChatIn, conversation_id: str, text: str) -> None:
+    state.conversations.add(conversation_id, [("user", body.message, None),
+                                              ("assistant", text, None)], body.project_id)
