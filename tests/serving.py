@@ -36,3 +36,46 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextmanager
+def homepilot_serve(home: Any, *args: str, env: dict[str, str] | None = None,
+                    timeout: float = 180) -> Iterator[tuple[str, Any]]:
+    """A real ``homepilot serve`` process on a free port: yields (base URL, process).
+    Stopped by its process group id on the way out (SIGTERM, then SIGKILL)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "homepilot"), "serve", "--port", str(port),
+               *args]
+    process = subprocess.Popen(command, env={**os.environ, "HOMEPILOT_HOME": str(home),
+                                             "RAY_ADDRESS": "", **(env or {})},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    raise RuntimeError(f"homepilot serve did not come up:\n{output}") from None
+                time.sleep(0.2)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
