@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Loaded models stay resident until their declared memory would pass this budget.
     model_memory_budget: int = 8 * 1024**3
     graphs_dir: Path | None = None
+    max_upload_mb: int = 25
+    public_base_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     cors_origins: str = ("http://localhost:3000,http://localhost:3001,http://localhost:5173,"

@@ -19,7 +19,16 @@ from server import errors
 from server.hub import ClientHub
 from server.packroutes import PackRoutes
 from server.prompt_server import PromptServer
-from server.routers import chat, comfy, conversations, files, graphs, health, openai
+from server.routers import (
+    chat,
+    comfy,
+    conversations,
+    files,
+    graphs,
+    health,
+    openai,
+    uploads,
+)
 from server.services.runs import RunService
 from server.state import AppState
 from server.storage.conversations import Conversations
@@ -85,7 +94,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(),
                        allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
     errors.install(app)
-    for module in (health, chat, conversations, graphs, comfy, files, openai):
+    for module in (health, chat, conversations, uploads, graphs, comfy, files, openai):
         app.include_router(module.router)
     pack_routes.mount(app)
     return app
