@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     model_memory_budget: int = 8 * 1024**3
     graphs_dir: Path | None = None
     max_upload_mb: int = 25
+    # When set, every endpoint but /health needs it (Bearer or X-API-Key).
+    api_key: str = ""
     public_base_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000

@@ -16,6 +16,7 @@ from engine.models.store import ModelStore
 from engine.registry import Registry
 from engine.settings import Settings, get_settings
 from server import errors
+from server.auth import ApiKeyGuard
 from server.hub import ClientHub
 from server.packroutes import PackRoutes
 from server.prompt_server import PromptServer
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.homepilot = state
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(),
                        allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
+    if settings.api_key:
+        app.add_middleware(ApiKeyGuard, key=settings.api_key)
     errors.install(app)
     for module in (health, chat, conversations, uploads, graphs, comfy, files, openai):
         app.include_router(module.router)
