@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # When set, every endpoint but /health needs it (Bearer or X-API-Key).
     api_key: str = ""
     public_base_url: str = ""
+    # Where API keys are checked (overridable for tests and mirrors).
+    huggingface_url: str = "https://huggingface.co"
+    civitai_url: str = "https://civitai.com"
+    llm_base_url: str = "http://127.0.0.1:11434/v1"
     host: str = "127.0.0.1"
     port: int = 8000
     cors_origins: str = ("http://localhost:3000,http://localhost:3001,http://localhost:5173,"

@@ -30,10 +30,15 @@ from server.routers import (
     openai,
     uploads,
 )
+from server.routers import (
+    settings as settings_routes,
+)
 from server.services.runs import RunService
 from server.state import AppState
+from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
+from server.storage.secrets import SecretBox
 from server.version import VERSION
 
 log = logging.getLogger("homepilot.server")
@@ -72,7 +77,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                      runs=RunService(executor), files=FileStore(settings.home / "files"),
                      hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS,
                      model_store=ModelStore(settings.models_dir), db=db,
-                     conversations=Conversations(db))
+                     conversations=Conversations(db),
+                     api_keys=ApiKeys(db, SecretBox(settings.home / "secret.key")))
     pack_routes = PackRoutes()
 
     @asynccontextmanager
@@ -97,7 +103,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
     errors.install(app)
-    for module in (health, chat, conversations, uploads, graphs, comfy, files, openai):
+    for module in (health, chat, conversations, uploads, settings_routes, graphs, comfy, files,
+                   openai):
         app.include_router(module.router)
     pack_routes.mount(app)
     return app

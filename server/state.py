@@ -12,6 +12,7 @@ from engine.registry import Registry
 from engine.settings import Settings
 from server.hub import ClientHub
 from server.services.runs import RunService
+from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
 
@@ -28,3 +29,4 @@ class AppState:
     model_store: ModelStore
     db: Database
     conversations: Conversations
+    api_keys: ApiKeys
