@@ -24,6 +24,7 @@ from server.routers import (
     chat,
     comfy,
     conversations,
+    core,
     files,
     graphs,
     health,
@@ -103,8 +104,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
     errors.install(app)
-    for module in (health, chat, conversations, uploads, settings_routes, graphs, comfy, files,
-                   openai):
+    for module in (health, core, chat, conversations, uploads, settings_routes, graphs, comfy,
+                   files, openai):
         app.include_router(module.router)
     pack_routes.mount(app)
     return app
