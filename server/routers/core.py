@@ -11,6 +11,7 @@ import httpx
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from engine.models.store import ModelNotFoundError
 from server.deps import State
 from server.errors import ApiError
 from server.state import AppState
@@ -22,7 +23,10 @@ REMOTE = ("openai_compat", "ollama", "openai", "claude", "watsonx")
 
 def providers(state: AppState) -> dict[str, Any]:
     settings = state.settings
-    default_llm = next((m.id for m in state.model_store.list("llm") if not m.test), "")
+    try:  # the model a chat without provider_model gets
+        default_llm = state.model_store.default("llm").id
+    except ModelNotFoundError:
+        default_llm = ""
     entries: dict[str, Any] = {
         "local": {"label": "HomePilot (this server)", "base_url": "",
                   "default_model": default_llm,

@@ -22,27 +22,29 @@ def test_requests_arriving_together_share_one_call():
             release.wait(10)
         return [item.upper() for item in items]
 
-    batcher = Batcher(upper, max_items=64, max_wait=0.001)
+    # A batch closes when it holds 14 items (or after 10 s): no timing luck involved.
+    batcher = Batcher(upper, max_items=14, max_wait=10)
     results: dict[int, list[str]] = {}
 
-    def ask(index: int) -> None:
-        results[index] = batcher.submit([f"w{index}", f"x{index}"])
+    def ask(index: int, count: int) -> None:
+        results[index] = batcher.submit([f"w{index}.{k}" for k in range(count)])
 
-    leader = threading.Thread(target=ask, args=(0,))
+    leader = threading.Thread(target=ask, args=(0, 14))
     leader.start()
     assert first_running.wait(10)
-    others = [threading.Thread(target=ask, args=(i,)) for i in range(1, 8)]
+    others = [threading.Thread(target=ask, args=(i, 2)) for i in range(1, 8)]
     for thread in others:
         thread.start()
     deadline = time.monotonic() + 10
-    while sum(len(r.items) for r in batcher._pending) < 14 and time.monotonic() < deadline:
-        time.sleep(0.001)  # the seven requests are queueing behind the held batch
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)  # the seven requests fill the second batch, which then runs
     release.set()
     for thread in [leader, *others]:
         thread.join(10)
-    assert results == {i: [f"W{i}", f"X{i}"] for i in range(8)}
-    assert [len(c) for c in calls] == [2, 14]
-    assert (batcher.batches, batcher.items) == (2, 16)
+    assert results[0] == [f"W0.{k}" for k in range(14)]
+    assert all(results[i] == [f"W{i}.0", f"W{i}.1"] for i in range(1, 8))
+    assert [len(c) for c in calls] == [14, 14]
+    assert (batcher.batches, batcher.items) == (2, 28)
 
 
 def test_a_failing_batch_fails_every_caller():
