@@ -29,6 +29,7 @@ from server.routers import (
     graphs,
     health,
     openai,
+    presets,
     uploads,
 )
 from server.routers import (
@@ -104,8 +105,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
     errors.install(app)
-    for module in (health, core, chat, conversations, uploads, settings_routes, graphs, comfy,
-                   files, openai):
+    for module in (health, core, chat, conversations, uploads, settings_routes, presets, graphs,
+                   comfy, files, openai):
         app.include_router(module.router)
     pack_routes.mount(app)
     return app
