@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from fastapi import APIRouter
 from pydantic import BaseModel
 
@@ -13,10 +14,16 @@ from server.version import VERSION
 router = APIRouter(tags=["core"])
 
 
+class ProviderProbe(BaseModel):
+    ok: bool
+    base_url: str
+
+
 class Health(BaseModel):
     ok: bool = True
     service: str = "homepilot-backend"
     version: str = VERSION
+    providers: dict[str, ProviderProbe] = {}
 
 
 class PackView(BaseModel):
@@ -44,8 +51,17 @@ class EngineStatus(BaseModel):
 
 
 @router.get("/health", response_model=Health)
-def health() -> Health:
-    return Health()
+async def health(state: State) -> Health:
+    """Always 200 while the server runs; ``providers`` says which chat backends answer."""
+    base_url = state.settings.llm_base_url
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            remote_ok = (await client.get(f"{base_url.rstrip('/')}/models")).status_code < 400
+    except httpx.HTTPError:
+        remote_ok = False
+    return Health(providers={
+        "local": ProviderProbe(ok=bool(state.model_store.list("llm")), base_url=""),
+        "openai_compat": ProviderProbe(ok=remote_ok, base_url=base_url)})
 
 
 @router.get("/engine/status", response_model=EngineStatus)

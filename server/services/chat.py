@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.graph import Graph
 from server.errors import ApiError
+from server.services import personalities
 from server.services.graphs import graph_path, load_named
 from server.state import AppState
 
@@ -44,6 +45,8 @@ class ChatIn(BaseModel):
     textTemperature: float | None = Field(None, ge=0, le=2)  # noqa: N815 (wire name)
     textMaxTokens: int | None = Field(None, ge=1, le=32768)  # noqa: N815
     extra_system_context: str | None = None
+    personalityId: str | None = Field(None, max_length=200)  # noqa: N815
+    nsfwMode: bool = False  # noqa: N815
     incognito: bool = False
 
 
@@ -83,7 +86,9 @@ def plan(state: AppState, body: ChatIn) -> tuple[str, Graph, dict[str, Any]]:
     history = [{"role": m.role, "content": m.content}
                for m in state.conversations.recent(conversation_id, HISTORY_LIMIT)
                if m.role in ("user", "assistant", "system")]
-    system = "\n\n".join(p for p in (FUN_SYSTEM if body.fun_mode else "",
+    persona = personalities.system_prompt(body.personalityId, body.nsfwMode) \
+        if body.personalityId and not body.personalityId.startswith("persona:") else ""
+    system = "\n\n".join(p for p in (persona, FUN_SYSTEM if body.fun_mode else "",
                                      body.extra_system_context or "") if p)
     temperature = body.textTemperature if body.textTemperature is not None else \
         (0.9 if body.fun_mode else 0.7)

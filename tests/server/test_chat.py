@@ -116,3 +116,14 @@ def test_bad_requests_are_clear_4xx_and_store_nothing(app_client):
     assert app_client.get("/conversations/x/search").status_code == 422
     assert app_client.get("/conversations", params={"limit": 0}).status_code == 422
     assert app_client.get("/conversations").json()["conversations"] == []
+
+
+def test_a_personality_sets_the_system_prompt(app_client):
+    chat(app_client, "Begin a tale.", personalityId="storyteller")
+    prompt = app_client.app.state.homepilot.runs.records()[-1].handle.result(5).outputs[
+        "messages"]
+    assert prompt[0]["role"] == "system" and "storyteller" in prompt[0]["content"]
+    gated = app_client.post("/chat", json={"message": "hi", "personalityId": "sexy"})
+    assert gated.status_code == 403 and gated.json()["code"] == "adult_content_disabled"
+    unknown = app_client.post("/chat", json={"message": "hi", "personalityId": "nobody"})
+    assert unknown.status_code == 404 and "storyteller" in unknown.json()["message"]

@@ -24,8 +24,10 @@ def save_graph(client, name: str, graph: dict) -> None:
 
 
 def test_health_and_engine_status(client):
-    assert client.get("/health").json() == {"ok": True, "service": "homepilot-backend",
-                                            "version": "0.1.0"}
+    health = client.get("/health").json()
+    assert (health["ok"], health["service"], health["version"]) == (True, "homepilot-backend",
+                                                                    "0.1.0")
+    assert set(health["providers"]) == {"local", "openai_compat"}
     status = client.get("/engine/status").json()
     assert status["executor"] == "local" and status["node_types"] > 10
     assert {p["name"] for p in status["packs"]} == {"comfy_classic", "comfy_v3", "engine_nodes"}
