@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import yaml
 from websockets.sync.client import connect
 
 from tests.conftest import PACKS
+from tests.serving import free_port, homepilot_serve
 
 HOMEPILOT = str(Path(sys.executable).parent / "homepilot")
 
@@ -89,43 +88,14 @@ def test_nodes_json_exports_every_schema(tmp_path):
     assert schemas["MyAdd"]["api"] == "comfy" and schemas["V3Multiply"]["api"] == "comfy_v3"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real ``homepilot serve`` (Ray executor, dashboard on) on free loopback ports;
-    yields (server URL, dashboard URL) and is stopped by its process group id."""
-    port, dashboard = _free_port(), _free_port()
-    env = {**os.environ, "HOMEPILOT_HOME": str(tmp_path / "home"),
-           "HOMEPILOT_RAY_DASHBOARD_PORT": str(dashboard), "RAY_ADDRESS": ""}
-    process = subprocess.Popen([HOMEPILOT, "serve", "--port", str(port), "--custom-nodes",
-                                str(PACKS)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read().decode() if process.stdout else ""
-                    raise AssertionError(f"homepilot serve did not come up:\n{output}") from None
-                time.sleep(0.2)
+    yields (server URL, dashboard URL)."""
+    dashboard = free_port()
+    with homepilot_serve(tmp_path / "home", "--custom-nodes", str(PACKS),
+                         env={"HOMEPILOT_RAY_DASHBOARD_PORT": str(dashboard)}) as (base, _):
         yield base, f"http://127.0.0.1:{dashboard}"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 def test_a_comfyui_api_script_works_unchanged_against_serve(served):
