@@ -9,7 +9,8 @@ from pathlib import Path
 from engine.registry import Registry, RegistrySource
 
 # Modules whose @node classes are built in. Heavy libraries are imported inside run().
-MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed")
+MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed",
+           "generate")
 
 
 def build_registry(custom_node_dirs: Sequence[str | Path] = ()) -> Registry:

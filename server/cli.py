@@ -282,3 +282,12 @@ def models_remove(model_id: str, yes: bool) -> None:
         click.confirm(f"remove {manifest.id} ({manifest.kind}, {manifest.source})?", abort=True)
     _store().remove(model_id)
     click.echo(f"removed {model_id}")
+
+
+@models.command("install-test-pack")
+def models_install_test_pack() -> None:
+    """Build tiny random-weight models locally and register them as test models."""
+    from nodes.testpack.install import install_test_pack
+
+    for model_id in install_test_pack(_store()):
+        click.echo(f"installed {model_id} (test model)")
