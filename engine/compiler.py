@@ -34,13 +34,14 @@ class _Collector:
 
 
 def compile_graph(graph: Graph, registry: Registry, inputs: dict[str, Any] | None = None,
-                  outputs: list[str] | None = None) -> Plan:
+                  outputs: list[str] | None = None, *, require_inputs: bool = True) -> Plan:
     """Validate ``graph`` with ``inputs`` and return the plan for the requested outputs.
 
-    Raises ``GraphValidationError`` with every problem found.
+    Raises ``GraphValidationError`` with every problem found. ``require_inputs=False``
+    checks a graph file on its own, before anyone supplies its required inputs.
     """
     found = _Collector()
-    values = _graph_inputs(graph, inputs or {}, found)
+    values = _graph_inputs(graph, inputs or {}, found, require_inputs)
     compiled: dict[str, PlanNode] = {}
     raw_links: dict[str, dict[str, Ref]] = {}
     for node_id, instance in graph.nodes.items():
@@ -61,9 +62,14 @@ def compile_graph(graph: Graph, registry: Registry, inputs: dict[str, Any] | Non
 
 def validate_graph(graph: Graph, registry: Registry,
                    inputs: dict[str, Any] | None = None) -> list[ValidationIssue]:
-    """All problems of a graph (empty when it is valid); never raises for graph problems."""
+    """All problems of a graph (empty when it is valid); never raises for graph problems.
+
+    Without inputs, required graph inputs are not reported missing: a graph file is valid
+    before it is given them.
+    """
     try:
-        compile_graph(graph, registry, inputs, _all_outputs(graph))
+        compile_graph(graph, registry, inputs, _all_outputs(graph),
+                      require_inputs=bool(inputs))
     except GraphValidationError as exc:
         return exc.issues
     return []
@@ -75,7 +81,8 @@ def _all_outputs(graph: Graph) -> list[str]:
 
 # -- graph inputs -------------------------------------------------------------------------
 
-def _graph_inputs(graph: Graph, given: dict[str, Any], found: _Collector) -> dict[str, Any]:
+def _graph_inputs(graph: Graph, given: dict[str, Any], found: _Collector,
+                  require: bool = True) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in given:
         if name not in graph.inputs:
@@ -91,7 +98,7 @@ def _graph_inputs(graph: Graph, given: dict[str, Any], found: _Collector) -> dic
             values[name] = value
         elif spec.default is not None:
             values[name] = spec.default
-        elif spec.is_required:
+        elif spec.is_required and require:
             found.add("required_input_missing", f"graph input '{name}' is required", input=name)
     return values
 

@@ -119,3 +119,11 @@ def test_a_comfy_prompt_without_output_nodes_is_refused(registry):
     with pytest.raises(GraphValidationError) as raised:
         compile_graph(graph, registry)
     assert raised.value.issues[0].kind == "prompt_no_outputs"
+
+
+def test_a_graph_file_is_valid_before_it_gets_its_required_inputs(registry, make_graph):
+    graph = make_graph({"n": {"type": "test.Inc", "inputs": {"x": "${inputs.x}"}}},
+                       outputs={"o": "${n.value}"}, inputs={"x": {"type": "INT"}})
+    assert validate_graph(graph, registry) == []
+    issues = validate_graph(graph, registry, {"x": "many"})
+    assert {(i.kind, i.input) for i in issues} == {("invalid_input_type", "x")}
