@@ -2,8 +2,11 @@
 
 The same class runs in-process (``LocalModels``) and inside a Ray actor (``RayModels``).
 Backends are plain classes named in the manifest (``"module:Class"``), constructed with
-``(manifest, weights_path, device)``; a backend lists methods that take a list of items in
-``batchable = {"method": max_items}``.
+``(manifest, weights_path, device)``. A backend lists methods that take a list of items in
+``batchable = {"method": max_items}``, and streamed methods whose concurrent calls run
+together in ``grouped = {"method": max_items}`` (see ``engine.models.group``; such a
+method takes ``(calls, emit)`` and the backend's ``group_key(method, kwargs)`` says
+which calls may share a run).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydantic import BaseModel
 
 from engine.errors import EngineError
 from engine.models.batch import Batcher
+from engine.models.group import END, Failed, StreamGroups
 from engine.models.manifest import ModelManifest
 
 
@@ -50,14 +54,6 @@ def load_backend(manifest: ModelManifest, weights: Path, device: str) -> Any:
     return backend_class(manifest, weights, device)
 
 
-_END = object()
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 class Host:
     def __init__(self, manifest: ModelManifest, weights: str | Path, device: str) -> None:
         self.manifest = manifest
@@ -76,6 +72,15 @@ class Host:
         self.batchers = {name: Batcher(self._on_worker(getattr(self.backend, name)),
                                        max_items=size)
                          for name, size in batchable.items()}
+        grouped = getattr(self.backend, "grouped", {})
+        if manifest.options.get("batching") is False:
+            grouped = {}
+        self.groups = {name: StreamGroups(
+            getattr(self.backend, name),
+            lambda kwargs, name=name: self.backend.group_key(name, kwargs),
+            self._worker.submit, max_items=size,
+            gather=float(manifest.options.get("batch_gather", 0.02)))
+            for name, size in grouped.items()}
 
     def _on_worker(self, function: Any) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -93,12 +98,19 @@ class Host:
                **kwargs: Any) -> Iterator[list[Any]]:
         """The backend's items in lists: all it produced since the consumer last asked.
 
-        The backend runs on its own thread, so a consumer that keeps up gets one item at
-        a time and a slower one gets them coalesced. ``interval`` > 0 spaces lists at least
+        The backend runs on the host's worker thread, so a consumer that keeps up gets one
+        item at a time and a slower one gets them coalesced. Methods in ``grouped`` share
+        runs with concurrent calls of the same settings. ``interval`` > 0 spaces lists at least
         that far apart (the first comes at once): across processes every list costs CPU
         that a model sharing the cores would rather have.
         """
         self.requests += 1
+        group = self.groups.get(method)
+        if group is not None:
+            if args:
+                raise ModelHostError(f"'{method}' of model '{self.manifest.id}' takes "
+                                     "keyword arguments only")
+            return _deliver(group.submit(kwargs), interval)
         source = self._method(method)(*args, **kwargs)
         items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         stop = threading.Event()
@@ -110,42 +122,15 @@ class Host:
                     if stop.is_set():
                         break
             except BaseException as exc:  # handed to the consumer below
-                items.put(_Failed(exc))
+                items.put(Failed(exc))
             finally:
                 close = getattr(source, "close", None)
                 if callable(close):
                     close()
-                items.put(_END)
+                items.put(END)
 
         self._worker.submit(produce)
-        due = 0.0
-        try:
-            while True:
-                batch = [items.get()]
-                while interval and time.monotonic() < due and batch[-1] is not _END \
-                        and not isinstance(batch[-1], _Failed):
-                    try:
-                        batch.append(items.get(timeout=max(due - time.monotonic(), 0)))
-                    except queue.Empty:
-                        break
-                due = time.monotonic() + interval
-                while True:
-                    try:
-                        batch.append(items.get_nowait())
-                    except queue.Empty:
-                        break
-                ready = []
-                for item in batch:
-                    if item is _END:
-                        if ready:
-                            yield ready
-                        return
-                    if isinstance(item, _Failed):
-                        raise item.error
-                    ready.append(item)
-                yield ready
-        finally:
-            stop.set()
+        return _deliver(items, interval, stop)
 
     def _method(self, name: str) -> Any:
         if name.startswith("_") or not callable(getattr(self.backend, name, None)):
@@ -158,10 +143,45 @@ class Host:
                         memory=int(memory), requests=self.requests,
                         loaded_since=self.loaded_since,
                         batches={name: {"batches": b.batches, "items": b.items}
-                                 for name, b in self.batchers.items()})
+                                 for name, b in [*self.batchers.items(),
+                                                 *self.groups.items()]})
 
     def close(self) -> None:
         close = getattr(self.backend, "close", None)
         if callable(close):
             self._worker.submit(close).result()
         self._worker.shutdown(wait=False)
+
+
+def _deliver(items: queue.SimpleQueue[Any], interval: float,
+             stop: threading.Event | None = None) -> Iterator[list[Any]]:
+    """Hand a producer's items on in lists, at most one list per ``interval``."""
+    due = 0.0
+    try:
+        while True:
+            batch = [items.get()]
+            while interval and time.monotonic() < due and batch[-1] is not END \
+                    and not isinstance(batch[-1], Failed):
+                try:
+                    batch.append(items.get(timeout=max(due - time.monotonic(), 0)))
+                except queue.Empty:
+                    break
+            due = time.monotonic() + interval
+            while True:
+                try:
+                    batch.append(items.get_nowait())
+                except queue.Empty:
+                    break
+            ready = []
+            for item in batch:
+                if item is END:
+                    if ready:
+                        yield ready
+                    return
+                if isinstance(item, Failed):
+                    raise item.error
+                ready.append(item)
+            yield ready
+    finally:
+        if stop is not None:
+            stop.set()

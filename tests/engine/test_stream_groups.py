@@ -1,0 +1,119 @@
+"""Concurrent streamed calls with the same settings share one backend run on the host."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.models.host import Host
+from engine.models.manifest import ModelManifest
+
+
+class Painter:
+    """A backend with a grouped method: every run records which prompts it served."""
+
+    grouped = {"paint": 4}
+
+    def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
+        self.runs: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def group_key(self, method: str, kwargs: dict[str, Any]) -> Any:
+        return kwargs["size"]
+
+    def paint(self, calls: list[dict[str, Any]], emit: Any) -> list[dict[str, Any]]:
+        self.threads.add(threading.current_thread().name)
+        if calls[0]["prompt"] == "hold":  # keeps the worker busy until released
+            self.holding.set()
+            self.release.wait(30)
+        if any(c["prompt"] == "boom" for c in calls):
+            raise RuntimeError("the brush broke")
+        self.runs.append([c["prompt"] for c in calls])
+        for step in (1, 2):
+            emit(None, {"step": step, "total": 2})
+        emit(0, {"first": True})
+        return [{"picture": f"{c['prompt']}@{c['size']}x{c.get('batch_size', 1)}"}
+                for c in calls]
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
+                             path=str(tmp_path), backend=f"{__name__}:Painter",
+                             options={"batch_gather": 0})
+    made = Host(manifest, tmp_path, "cpu")
+    yield made
+    made.close()
+
+
+def _collect(host: Host, **kwargs: Any) -> list[Any]:
+    return [item for batch in host.stream("paint", **kwargs) for item in batch]
+
+
+def test_calls_that_wait_together_share_one_run(host: Host):
+    prompts = ["fox", "cat", "owl"]
+    with ThreadPoolExecutor(4) as pool:
+        held = pool.submit(_collect, host, prompt="hold", size=32)
+        assert host.backend.holding.wait(30)
+        futures = [pool.submit(_collect, host, prompt=p, size=64) for p in prompts]
+        while host.groups["paint"].waiting < 3:  # all three queued behind the busy worker
+            threading.Event().wait(0.01)
+        host.backend.release.set()
+        results = [f.result(30) for f in futures]
+        held.result(30)
+    assert host.backend.runs[0] == ["hold"]
+    assert len(host.backend.runs) == 2 and sorted(host.backend.runs[1]) == sorted(prompts)
+    for prompt, items in zip(prompts, results, strict=True):
+        assert [i["step"] for i in items if "step" in i] == [1, 2]  # every caller sees steps
+        assert items[-1] == {"picture": f"{prompt}@64x1"}  # and gets its own result
+    assert sum(1 for items in results for i in items if i.get("first")) == 1
+    assert host.info().batches["paint"] == {"batches": 2, "items": 4}
+    assert host.backend.threads == {t for t in host.backend.threads if t.startswith("model-")}
+
+
+def test_calls_with_other_settings_or_too_many_items_run_apart(host: Host):
+    calls = [{"prompt": "a", "size": 64}, {"prompt": "b", "size": 96},
+             {"prompt": "c", "size": 64, "batch_size": 3}, {"prompt": "d", "size": 64,
+                                                            "batch_size": 2}]
+    with ThreadPoolExecutor(5) as pool:
+        held = pool.submit(_collect, host, prompt="hold", size=32)
+        assert host.backend.holding.wait(30)
+        futures = []
+        for call in calls:  # queued in this order behind the busy worker
+            futures.append(pool.submit(_collect, host, **call))
+            while host.groups["paint"].waiting < len(futures):
+                threading.Event().wait(0.01)
+        host.backend.release.set()
+        results = [f.result(30) for f in futures]
+        held.result(30)
+    assert [r[-1]["picture"] for r in results] == ["a@64x1", "b@96x1", "c@64x3", "d@64x2"]
+    # the oldest call's size leads; 1 + 3 items fit in 4, the 2 more do not; 96 never joins
+    assert host.backend.runs[1:] == [["a", "c"], ["b"], ["d"]]
+
+
+def test_a_failing_run_fails_every_call_in_it(host: Host):
+    with ThreadPoolExecutor(3) as pool:
+        held = pool.submit(_collect, host, prompt="hold", size=32)
+        assert host.backend.holding.wait(30)
+        futures = [pool.submit(_collect, host, prompt=p, size=64) for p in ("ok", "boom")]
+        while host.groups["paint"].waiting < 2:
+            threading.Event().wait(0.01)
+        host.backend.release.set()
+        held.result(30)
+    for future in futures:
+        with pytest.raises(RuntimeError, match="the brush broke"):
+            future.result()
+    assert _collect(host, prompt="after", size=64)[-1] == {"picture": "after@64x1"}
+
+
+def test_positional_arguments_are_refused_for_grouped_methods(host: Host):
+    from engine.models.host import ModelHostError
+
+    with pytest.raises(ModelHostError, match="keyword arguments only"):
+        host.stream("paint", "fox")
