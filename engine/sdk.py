@@ -6,6 +6,7 @@
 from engine.context import NodeContext
 from engine.declare import ALWAYS, Input, Node, NodeOutputs, Output, node
 from engine.errors import RunCancelled
+from engine.models.store import ModelNotFoundError
 from engine.spec import Resources
 from engine.types import (
     AnyValue,
@@ -23,6 +24,6 @@ from engine.types import (
 
 __all__ = [
     "ALWAYS", "AnyValue", "Audio", "Document", "Embedding", "File", "Image", "Input", "Json",
-    "Mask", "Messages", "Node", "NodeContext", "NodeOutputs", "Output", "Port", "Resources",
-    "RunCancelled", "Video", "node",
+    "Mask", "Messages", "ModelNotFoundError", "Node", "NodeContext", "NodeOutputs", "Output",
+    "Port", "Resources", "RunCancelled", "Video", "node",
 ]

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     llm_base_url: str = "http://127.0.0.1:11434/v1"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Media URLs may not reach private or loopback addresses (SSRF) unless their host or
+    # network is listed here: comma-separated host names, IPs or CIDRs ("10.0.0.0/8").
+    fetch_allow: str = ""
+    fetch_timeout: float = 20.0
     cors_origins: str = ("http://localhost:3000,http://localhost:3001,http://localhost:5173,"
                          "http://127.0.0.1:5173,http://127.0.0.1:3001")
 
@@ -50,6 +54,9 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    def fetch_allow_list(self) -> list[str]:
+        return [h.strip() for h in self.fetch_allow.split(",") if h.strip()]
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
