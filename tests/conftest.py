@@ -36,6 +36,15 @@ def model_store() -> ModelStore:
 
 
 @pytest.fixture(scope="session")
+def test_pack(model_store: ModelStore) -> list[str]:
+    """The test pack (tiny random-weight diffusion, inpainting, upscaler and video models)
+    built once per run into the test home's model store."""
+    from nodes.testpack.install import install_test_pack
+
+    return install_test_pack(model_store)
+
+
+@pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """One local Ray for the whole run (starting one costs seconds on 2 cores)."""
     import ray

@@ -33,13 +33,18 @@ def _tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("\n".join(dict.fromkeys(merges)) + "\n")
 
 
-def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny SD 1.5-shaped pipeline to ``folder`` with ``save_pretrained``."""
+def build_tiny_sd(folder: Path, seed: int = 0, inpaint: bool = False) -> Path:
+    """Save a tiny SD 1.5-shaped pipeline to ``folder`` with ``save_pretrained``.
+
+    ``inpaint``: the inpainting variant, whose UNet also reads the mask and the masked
+    image's latents (9 input channels), saved as a StableDiffusionInpaintPipeline.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from diffusers import (
         AutoencoderKL,
         EulerDiscreteScheduler,
+        StableDiffusionInpaintPipeline,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
@@ -54,8 +59,9 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
         max_position_embeddings=77, vocab_size=len(tokenizer), bos_token_id=0,
         eos_token_id=1, pad_token_id=1))
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
-        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32,
+        in_channels=9 if inpaint else 4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
         attention_head_dim=8)
     vae = AutoencoderKL(block_out_channels=(32, 64), latent_channels=4, layers_per_block=1,
@@ -63,7 +69,8 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
                         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"))
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
                                        beta_schedule="scaled_linear", steps_offset=1)
-    pipeline = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+    pipeline_class = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
+    pipeline = pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                        unet=unet, scheduler=scheduler, safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
     pipeline.save_pretrained(str(folder))

@@ -1,25 +1,88 @@
-"""Build the test pack into the model store and register it (marked as test models)."""
+"""Build the test pack into the model store and register it (marked as test models).
+
+Each model is saved through the same save/load path real models of its kind use
+(diffusers folders, a ``.pth`` state dict in Real-ESRGAN's layout), so tests exercise the
+real loading code.
+"""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 from engine.models.manifest import ModelManifest, ModelResources
 from engine.models.store import ModelStore
-from nodes.testpack.diffusion import build_tiny_sd
 
 TINY_SD = "test-sd-tiny"
+TINY_INPAINT = "test-sd-inpaint-tiny"
+TINY_UPSCALER = "test-upscaler-tiny"
+TINY_VIDEO = "test-video-tiny"
+TEST_MODELS = (TINY_SD, TINY_INPAINT, TINY_UPSCALER, TINY_VIDEO)
+
+DIFFUSERS = "nodes.backends.diffusers_sd:DiffusersBackend"
+
+
+def _sd(path: Path) -> None:
+    from nodes.testpack.diffusion import build_tiny_sd
+    build_tiny_sd(path)
+
+
+def _inpaint(path: Path) -> None:
+    from nodes.testpack.diffusion import build_tiny_sd
+    build_tiny_sd(path, seed=1, inpaint=True)
+
+
+def _upscaler(path: Path) -> None:
+    from nodes.testpack.upscaler import build_tiny_upscaler
+    path.mkdir(parents=True)
+    build_tiny_upscaler(path / "tiny_x4plus.pth")
+
+
+def _video(path: Path) -> None:
+    from nodes.testpack.video import build_tiny_svd
+    build_tiny_svd(path)
+
+
+# id -> (builder into a folder, manifest fields)
+_PACK: dict[str, tuple[Callable[[Path], None], dict]] = {
+    TINY_SD: (_sd, dict(
+        kind="diffusion", format="diffusers", path="weights", backend=DIFFUSERS,
+        resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
+        description="Tiny random-weight Stable Diffusion (64x64 class) for tests")),
+    TINY_INPAINT: (_inpaint, dict(
+        kind="inpaint", format="diffusers", path="weights", backend=DIFFUSERS,
+        resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
+        description="Tiny random-weight Stable Diffusion inpainting (9-channel UNet)")),
+    TINY_UPSCALER: (_upscaler, dict(
+        kind="upscaler", format="pth", path="weights/tiny_x4plus.pth",
+        backend="nodes.backends.upscaler:UpscalerBackend",
+        resources=ModelResources(gpu=0.1, memory=4 * 1024**2),
+        description="Tiny random-weight RRDBNet x4 in RealESRGAN_x4plus's layout")),
+    TINY_VIDEO: (_video, dict(
+        kind="video", format="diffusers", path="weights",
+        backend="nodes.backends.diffusers_video:VideoBackend",
+        resources=ModelResources(gpu=0.25, memory=64 * 1024**2),
+        description="Tiny random-weight image-to-video pipeline for tests")),
+}
 
 
 def install_test_pack(store: ModelStore) -> list[str]:
     """Build (again) and register every test model; returns their ids."""
-    weights = store.folder(TINY_SD) / "weights"
-    if weights.exists():
-        shutil.rmtree(weights)
-    build_tiny_sd(weights)
-    store.register(ModelManifest(
-        id=TINY_SD, kind="diffusion", format="diffusers", source="test-pack",
-        path="weights", backend="nodes.backends.diffusers_sd:DiffusersBackend", test=True,
-        resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
-        description="Tiny random-weight Stable Diffusion (64x64 class) for tests"))
-    return [TINY_SD]
+    for model_id, (build, fields) in _PACK.items():
+        folder = store.folder(model_id) / "weights"
+        if folder.exists():
+            shutil.rmtree(folder)
+        build(folder)
+        store.register(ModelManifest(id=model_id, source="test-pack", test=True, **fields))
+    return list(_PACK)
+
+
+def remove_test_pack(store: ModelStore) -> list[str]:
+    """Remove every installed test model; returns the ids removed."""
+    removed = []
+    for model_id in TEST_MODELS:
+        if store.folder(model_id).joinpath("manifest.json").exists():
+            store.remove(model_id)
+            removed.append(model_id)
+    return removed

@@ -11,15 +11,9 @@ from engine.events import Event
 from engine.files import FileStore
 from engine.loader import load_graph
 from engine.settings import get_settings
+from nodes.testpack.install import TINY_SD
 
 IMAGINE = load_graph(Path(__file__).resolve().parents[2] / "graphs" / "imagine.yaml")
-
-
-@pytest.fixture(scope="session")
-def test_pack(model_store) -> str:
-    from nodes.testpack.install import install_test_pack
-    (model_id,) = install_test_pack(model_store)
-    return model_id
 
 
 def pixels(file_id: str) -> Image.Image:
@@ -42,7 +36,7 @@ def test_imagine_makes_pngs_of_the_requested_size(executor, test_pack):
     files = result.outputs["files"]
     assert len(files) == 2 and all(f.endswith(".png") for f in files)
     assert [pixels(f).size for f in files] == [(80, 64), (80, 64)]
-    assert result.outputs["seeds"] == [11, 12] and result.outputs["model"] == test_pack
+    assert result.outputs["seeds"] == [11, 12] and result.outputs["model"] == TINY_SD
     steps = [e.data["value"] for e in events if e.type == "node_progress"]
     assert steps and steps[-1] == 3
 

@@ -1,0 +1,238 @@
+"""Picture repair nodes: upscale, enhance, background, outpaint.
+
+Each uses a learned model on its host when one is installed and otherwise a classic
+algorithm (``nodes.backends.retouch``); the ``method`` output always says which ran, so
+an API can report "classic:lanczos+sharpen" rather than pretend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image as PILImage
+from PIL import ImageChops
+
+from engine.sdk import (
+    Image,
+    Input,
+    ModelNotFoundError,
+    Node,
+    NodeContext,
+    NodeOutputs,
+    node,
+)
+from nodes.generate import (
+    SEED_MAX,
+    diffuse,
+    fit_eight,
+    inpaint_handle,
+    paste_back,
+    random_seed,
+)
+
+CLASSIC_UPSCALE = "classic:lanczos+sharpen"
+MAX_SIDE = 8192
+
+
+def _retouch() -> Any:
+    # OpenCV loads in a fraction of a second, which `homepilot validate` should not pay.
+    from nodes.backends import retouch
+    return retouch
+
+
+def optional_model(ctx: NodeContext, kind: str, model: str) -> Any:
+    """The named model's host, the default one of ``kind``, or None when none is
+    installed and none was named (a named model that is missing is an error)."""
+    try:
+        return ctx.model(kind, model)
+    except ModelNotFoundError:
+        if model:
+            raise
+        return None
+
+
+def upscale_with(ctx: NodeContext, image: PILImage.Image, scale: float, model: str,
+                 tile: int = 256) -> tuple[PILImage.Image, str]:
+    """``image`` enlarged ``scale`` times with the upscaler model (run as many times as its
+    native factor needs, then resized to the exact size) or Lanczos + sharpening."""
+    target = (round(image.width * scale), round(image.height * scale))
+    if max(target) > MAX_SIDE:
+        raise ValueError(f"the result would be {target[0]}x{target[1]}; the largest side "
+                         f"allowed is {MAX_SIDE}")
+    if scale == 1:
+        return image.copy(), "none"
+    handle = None if model == "lanczos" else optional_model(ctx, "upscaler", model)
+    if handle is None:
+        return _retouch().lanczos_upscale(image, scale), CLASSIC_UPSCALE
+    result = image
+    while result.width < target[0] or result.height < target[1]:
+        final: dict[str, Any] = {}
+        for batch in handle.stream("upscale", result, tile=tile):
+            for update in batch:
+                if "image" in update:
+                    final = update
+            tiles = [u for u in batch if "tile" in u]
+            if tiles:
+                ctx.progress(tiles[-1]["tile"], tiles[-1]["total"])
+        result = final["image"]
+    if result.size != target:
+        result = result.resize(target, PILImage.Resampling.LANCZOS)
+    return result, handle.id
+
+
+@node("image.Upscale", category="image", model_kind="upscaler")
+class Upscale(Node):
+    """Enlarge a picture with a learned super-resolution model (ESRGAN/RRDBNet, Real-ESRGAN
+    compact) run in tiles, or with Lanczos plus sharpening when none is installed."""
+
+    image: Image = Input()
+    scale: float = Input(2.0, min=1.0, max=8.0)
+    model: str = Input("", description="upscaler id; empty = the default, 'lanczos' = classic")
+    tile: int = Input(256, min=32, max=2048, description="tile side in input pixels")
+
+    class Outputs(NodeOutputs):
+        image: Image
+        method: str
+        learned: bool
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        image, method = upscale_with(ctx, self.image, self.scale, self.model, self.tile)
+        return self.Outputs(image=image, method=method,
+                            learned=method not in (CLASSIC_UPSCALE, "none"))
+
+
+@node("image.Enhance", category="image", model_kind="upscaler")
+class Enhance(Node):
+    """Improve a photo. ``photo``: levels, contrast, light denoise, sharpening; ``restore``:
+    strong denoise and speck removal first; ``faces``: detail on each detected face (OpenCV's
+    Haar face detector). ``scale`` > 1 then enlarges (photo and restore only)."""
+
+    image: Image = Input()
+    mode: str = Input("photo", choices=["photo", "restore", "faces"])
+    scale: int = Input(1, min=1, max=4)
+    model: str = Input("", description="upscaler id for scale > 1; empty = the default")
+
+    class Outputs(NodeOutputs):
+        image: Image
+        method: str
+        faces: int
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        faces = 0
+        if self.mode == "faces":
+            image, faces = _retouch().enhance_faces(self.image)
+            return self.Outputs(image=image, method="opencv:haar-faces+detail", faces=faces)
+        adjust = _retouch().restore if self.mode == "restore" else _retouch().enhance_photo
+        ctx.progress(0, 2)
+        image = adjust(self.image)
+        ctx.progress(1, 2)
+        image, upscaler = upscale_with(ctx, image, self.scale, self.model)
+        method = f"classic:{self.mode}" + ("" if upscaler == "none" else f"+{upscaler}")
+        return self.Outputs(image=image, method=method, faces=faces)
+
+
+@node("image.Background", category="image", model_kind="inpaint")
+class Background(Node):
+    """Cut out the subject (``remove``: transparent background), paint a new background
+    from a prompt (``replace``, needs a diffusion model), or blur it (``blur``)."""
+
+    image: Image = Input()
+    action: str = Input("remove", choices=["remove", "replace", "blur"])
+    prompt: str = Input("", multiline=True, description="the new background (replace)")
+    negative_prompt: str = Input("blurry, low quality, distorted")
+    blur_strength: int = Input(15, min=5, max=50)
+    steps: int = Input(25, min=1, max=150)
+    cfg: float = Input(7.0, min=0.0, max=30.0)
+    seed: int = Input(-1, min=-1, max=SEED_MAX)
+    model: str = Input("", description="inpainting/diffusion model for replace")
+
+    class Outputs(NodeOutputs):
+        image: Image
+        has_alpha: bool
+        method: str
+
+    @classmethod
+    def fingerprint(cls, inputs: dict[str, Any]) -> Any:
+        return random_seed(inputs) if inputs.get("action") == "replace" else None
+
+    @classmethod
+    def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
+        if inputs.get("action") == "replace" and not str(inputs.get("prompt", "")).strip():
+            return [("prompt", "replace needs a prompt describing the new background")]
+        return []
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        if self.action == "remove":
+            image = _retouch().remove_background(self.image)
+            return self.Outputs(image=image, has_alpha=True, method="classic:grabcut")
+        if self.action == "blur":
+            image = _retouch().blur_background(self.image, self.blur_strength)
+            return self.Outputs(image=image, has_alpha=False, method="classic:grabcut+blur")
+        background = ImageChops.invert(_retouch().foreground_mask(self.image))
+        handle = inpaint_handle(ctx, self.model)
+        source = fit_eight(self.image)
+        result = diffuse(ctx, handle, "inpaint", image=source,
+                         mask=background.resize(source.size, PILImage.Resampling.NEAREST),
+                         prompt=self.prompt, negative_prompt=self.negative_prompt,
+                         steps=self.steps, cfg=self.cfg, seed=self.seed, denoise=1.0)
+        image = paste_back(self.image.convert("RGB"), result["images"][0], background)
+        return self.Outputs(image=image, has_alpha=False, method=f"diffusion:{handle.id}")
+
+
+@node("image.Outpaint", category="image", model_kind="inpaint")
+class Outpaint(Node):
+    """Extend a picture by the given pixels on each side. The new area is painted by a
+    diffusion model when one is installed (``method`` "diffusion:<id>"), else filled from
+    the picture's edges with OpenCV; the original pixels are kept exactly."""
+
+    image: Image = Input()
+    left: int = Input(0, min=0, max=1024)
+    right: int = Input(0, min=0, max=1024)
+    top: int = Input(0, min=0, max=1024)
+    bottom: int = Input(0, min=0, max=1024)
+    prompt: str = Input("", multiline=True)
+    negative_prompt: str = Input("blurry, low quality, distorted, watermark")
+    steps: int = Input(25, min=1, max=150)
+    cfg: float = Input(7.0, min=0.0, max=30.0)
+    seed: int = Input(-1, min=-1, max=SEED_MAX)
+    model: str = Input("", description="diffusion model; 'classic' forces the OpenCV fill")
+
+    class Outputs(NodeOutputs):
+        image: Image
+        method: str
+
+    @classmethod
+    def fingerprint(cls, inputs: dict[str, Any]) -> Any:
+        return random_seed(inputs)
+
+    @classmethod
+    def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
+        sides = [inputs.get(s) for s in ("left", "right", "top", "bottom")]
+        if all(isinstance(s, int) for s in sides) and not any(sides):
+            return [(None, "extend at least one side by one pixel or more")]
+        return []
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        sides = (self.left, self.right, self.top, self.bottom)
+        filled = _retouch().outpaint_fill(self.image, *sides)
+        handle = None
+        if self.model != "classic":
+            try:
+                handle = inpaint_handle(ctx, self.model)
+            except ModelNotFoundError:
+                if self.model:
+                    raise
+        if handle is None:
+            return self.Outputs(image=filled, method="classic:opencv-telea")
+        _, mask = _retouch().extend_canvas(self.image, *sides)
+        # The OpenCV fill is the starting picture: the model refines plausible colours
+        # instead of painting into grey.
+        source = fit_eight(filled)
+        result = diffuse(ctx, handle, "inpaint", image=source,
+                         mask=mask.resize(source.size, PILImage.Resampling.NEAREST),
+                         prompt=self.prompt, negative_prompt=self.negative_prompt,
+                         steps=self.steps, cfg=self.cfg, seed=self.seed, denoise=1.0)
+        image = paste_back(filled, result["images"][0], mask, feather=0)
+        original = self.image.convert(image.mode)
+        image.paste(original, (self.left, self.top))  # bit-exact original pixels
+        return self.Outputs(image=image, method=f"diffusion:{handle.id}")
