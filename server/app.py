@@ -25,6 +25,8 @@ from server.routers import (
     comfy,
     conversations,
     core,
+    edit_sessions,
+    enhance,
     files,
     graphs,
     health,
@@ -40,6 +42,8 @@ from server.state import AppState
 from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
+from server.storage.edit_sessions import EditSessions
+from server.storage.preferences import Preferences
 from server.storage.secrets import SecretBox
 from server.version import VERSION
 
@@ -80,7 +84,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                      hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS,
                      model_store=ModelStore(settings.models_dir), db=db,
                      conversations=Conversations(db),
-                     api_keys=ApiKeys(db, SecretBox(settings.home / "secret.key")))
+                     api_keys=ApiKeys(db, SecretBox(settings.home / "secret.key")),
+                     edit_sessions=EditSessions(db), preferences=Preferences(db))
     pack_routes = PackRoutes()
 
     @asynccontextmanager
@@ -106,7 +111,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
     errors.install(app)
     for module in (health, core, chat, conversations, uploads, settings_routes, presets, graphs,
-                   comfy, files, openai):
+                   comfy, files, openai, enhance, edit_sessions):
         app.include_router(module.router)
     pack_routes.mount(app)
     return app

@@ -15,6 +15,8 @@ from server.services.runs import RunService
 from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
+from server.storage.edit_sessions import EditSessions
+from server.storage.preferences import Preferences
 
 
 @dataclass
@@ -30,3 +32,5 @@ class AppState:
     db: Database
     conversations: Conversations
     api_keys: ApiKeys
+    edit_sessions: EditSessions
+    preferences: Preferences

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from engine.errors import NodeError
 from server.deps import State
 from server.errors import ApiError
-from server.services import chat
+from server.services import artwork, chat
 from server.services.runs import stream
 from server.state import AppState
 
@@ -31,14 +32,19 @@ def _failure(error: NodeError | None, provider: str | None) -> ApiError:
 def _check_mode(state: AppState, body: chat.ChatIn) -> None:
     mode = chat.route(body)
     if mode != "chat":
-        chat.require_media_graph(state, mode)
-        raise ApiError(503, "feature_unavailable",
-                       f"{chat.MEDIA_MODES[mode]} is not wired to /chat yet")
+        raise ApiError(400, "not_streamable", f"{chat.MEDIA_MODES[mode]} is not streamed as "
+                       "text: send it to POST /chat")
 
 
 @router.post("/chat", response_model=chat.ChatOut)
-async def post_chat(body: chat.ChatIn, state: State) -> chat.ChatOut:
-    _check_mode(state, body)
+async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.ChatOut:
+    mode = chat.route(body)
+    if mode != "chat":
+        chat.require_media_graph(state, mode)
+        conversation_id = body.conversation_id or str(uuid.uuid4())
+        text, media = await artwork.MODES[mode](state, body, request.url.hostname)
+        await asyncio.to_thread(chat.remember, state, body, conversation_id, text, media)
+        return chat.ChatOut(conversation_id=conversation_id, text=text, media=media)
     conversation_id, graph, inputs = chat.plan(state, body)
     record = state.runs.start(graph, inputs)
     await asyncio.to_thread(record.handle.wait, 3600)

@@ -20,7 +20,8 @@ FUN_SYSTEM = ("You are HomePilot in fun mode: playful, witty and upbeat, with a 
               "of humour, while still answering the question.")
 MEDIA_MODES = {"imagine": "Image generation", "edit": "Image editing",
                "animate": "Video generation"}
-_URL = re.compile(r"https?://\S+")
+# A picture reference: an http(s) URL (HomePilot's only form), a /files/ URL or an upload id.
+_URL = re.compile(r"https?://\S+|/files/f_[0-9a-f]{20}|\bf_[0-9a-f]{20}")
 _ANIMATE = re.compile(r"\b(animate|make (a )?video|image\s*to\s*video)\b", re.I)
 _EDIT = re.compile(r"\b(edit|inpaint|replace|remove|change)\b", re.I)
 _IMAGINE = re.compile(r"\b(imagine|generate|create|draw|make)\b.*?(photo|picture|image|pic|art)\b",
@@ -48,6 +49,33 @@ class ChatIn(BaseModel):
     personalityId: str | None = Field(None, max_length=200)  # noqa: N815
     nsfwMode: bool = False  # noqa: N815
     incognito: bool = False
+    # Image fields (imagine, edit). Sizes are honoured with imgPreset "custom" or no preset.
+    imgWidth: int | None = Field(None, ge=64, le=2048)  # noqa: N815
+    imgHeight: int | None = Field(None, ge=64, le=2048)  # noqa: N815
+    imgSteps: int | None = Field(None, ge=1, le=150)  # noqa: N815
+    imgCfg: float | None = Field(None, ge=0, le=30)  # noqa: N815
+    imgSeed: int | None = Field(None, ge=-1, le=2**31 - 1)  # noqa: N815
+    imgModel: str | None = Field(None, max_length=200)  # noqa: N815
+    imgBatchSize: int = Field(1, ge=1, le=4)  # noqa: N815
+    imgPreset: str | None = Field(None, max_length=20)  # noqa: N815
+    imgAspectRatio: str | None = Field(None, max_length=10)  # noqa: N815
+    imgReference: str | None = Field(None, max_length=4096)  # noqa: N815
+    imgRefStrength: float = Field(0.35, ge=0, le=1)  # noqa: N815
+    promptRefinement: bool = True  # noqa: N815
+    # Video fields (animate).
+    vidSeconds: int | None = Field(None, ge=1, le=30)  # noqa: N815
+    vidFps: int | None = Field(None, ge=1, le=60)  # noqa: N815
+    vidMotion: str | None = Field(None, max_length=40)  # noqa: N815
+    vidModel: str | None = Field(None, max_length=200)  # noqa: N815
+    vidPreset: str | None = Field(None, max_length=20)  # noqa: N815
+    vidAspectRatio: str | None = Field(None, max_length=10)  # noqa: N815
+    vidSteps: int | None = Field(None, ge=1, le=150)  # noqa: N815
+    vidCfg: float | None = Field(None, ge=0, le=30)  # noqa: N815
+    vidDenoise: float | None = Field(None, ge=0, le=1)  # noqa: N815
+    vidSeed: int | None = Field(None, ge=-1, le=2**31 - 1)  # noqa: N815
+    vidNegativePrompt: str | None = Field(None, max_length=4000)  # noqa: N815
+    vidWidth: int | None = Field(None, ge=64, le=1536)  # noqa: N815
+    vidHeight: int | None = Field(None, ge=64, le=1536)  # noqa: N815
 
 
 class ChatOut(BaseModel):
@@ -108,6 +136,7 @@ def plan(state: AppState, body: ChatIn) -> tuple[str, Graph, dict[str, Any]]:
     return conversation_id, load_named(state.graphs_dir, "chat"), inputs
 
 
-def remember(state: AppState, body: ChatIn, conversation_id: str, text: str) -> None:
+def remember(state: AppState, body: ChatIn, conversation_id: str, text: str,
+             media: dict[str, Any] | None = None) -> None:
     state.conversations.add(conversation_id, [("user", body.message, None),
-                                              ("assistant", text, None)], body.project_id)
+                                              ("assistant", text, media)], body.project_id)

@@ -102,3 +102,24 @@ async def stream(handle: RunHandle) -> AsyncIterator[Event]:
                 return
     finally:
         unsubscribe()
+
+
+async def finish(service: RunService, graph: Graph, inputs: dict[str, Any],
+                 what: str, timeout: float = 3600) -> dict[str, Any]:
+    """Run a feature graph to the end; its outputs, or its failure as an API error."""
+    from server.errors import ApiError
+
+    record = service.start(graph, inputs)
+    await asyncio.to_thread(record.handle.wait, timeout)
+    result = record.handle.result(0)
+    if result.status == "success":
+        return result.outputs
+    error = result.error
+    if error is None:
+        raise ApiError(503, "cancelled", f"{what} was cancelled (is the server stopping?)")
+    if error.error_type == "ModelNotFoundError":
+        raise ApiError(404, "model_not_found", error.message)
+    if error.error_type == "ValueError":
+        raise ApiError(400, "invalid_input", f"{what}: {error.message}")
+    raise ApiError(500, "generation_failed", f"{what} failed in node '{error.node_id}' "
+                   f"({error.error_type}): {error.message}")

@@ -31,3 +31,21 @@ def client_for(tmp_path, registry) -> Iterator[Callable[[Executor], TestClient]]
 @pytest.fixture
 def client(client_for, executor) -> TestClient:
     return client_for(executor)
+
+
+@pytest.fixture
+def media_app(registry, tmp_path, test_pack) -> Iterator[TestClient]:
+    """The app on the LocalExecutor with a fresh home (database, files) whose model store
+    is the test home's, test pack included."""
+    from engine.executors.local import LocalExecutor
+    from engine.files import FileStore
+    from engine.settings import get_settings
+
+    settings = Settings(home=tmp_path / "home")
+    settings.home.mkdir(parents=True)
+    (settings.home / "models").symlink_to(get_settings().models_dir)
+    # The executor writes results where this app serves them from.
+    executor = LocalExecutor(registry, files=FileStore(settings.home / "files"))
+    with TestClient(create_app(settings, registry, executor)) as client:
+        yield client
+    executor.close()

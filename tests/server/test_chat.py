@@ -109,8 +109,9 @@ def test_bad_requests_are_clear_4xx_and_store_nothing(app_client):
     assert bogus.status_code == 422
     hot = app_client.post("/chat", json={"message": "x", "textTemperature": 9})
     assert hot.status_code == 422
-    imagine = app_client.post("/chat", json={"message": "a red fox", "mode": "imagine"})
-    assert imagine.status_code == 503 and imagine.json()["code"] == "feature_unavailable"
+    imagine = app_client.post("/chat", json={"message": "a red fox", "mode": "imagine",
+                                             "imgBatchSize": 9})
+    assert imagine.status_code == 422 and "imgBatchSize" in imagine.json()["message"]
     unknown = app_client.post("/chat", json={"message": "hi", "provider_model": "nope"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "model_not_found"
     assert app_client.get("/conversations/x/search").status_code == 422

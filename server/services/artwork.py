@@ -1,0 +1,228 @@
+"""The media modes of POST /chat: imagine, edit and animate, each a graph run.
+
+HomePilot's wire shapes are kept (``media`` as the contract lists it); what HomePilot
+reports as a 200 with an error in ``text`` is a 4xx/5xx with ``{ok:false, code, message}``
+here. Sources may be an http(s) URL in the message (HomePilot's way), a ``/files/...``
+URL or an upload id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from server.errors import ApiError
+from server.services import presets
+from server.services.chat import ChatIn
+from server.services.graphs import load_named
+from server.services.media import file_url, resolve_image
+from server.services.runs import finish
+from server.state import AppState
+
+_SOURCE = re.compile(r"(https?://\S+|/files/f_[0-9a-f]{20}(?:\.[a-z0-9]{1,8})?|"
+                     r"\bf_[0-9a-f]{20}(?:\.[a-z0-9]{1,8})?)")
+_MODE_WORD = re.compile(r"^\s*/?(imagine|edit|inpaint|animate)\b[:,]?\s*", re.I)
+# HomePilot's edit flags with their defaults; controlnet and LoRA are refused (not built).
+EDIT_DEFAULTS: dict[str, Any] = {"mode": "", "steps": 30, "cfg": 5.5, "denoise": 0.55,
+                                 "seed": -1, "sampler": "euler", "scheduler": "normal",
+                                 "ckpt": "", "mask": ""}
+_UNSUPPORTED = {"cn", "cn-strength", "controlnet", "lora"}
+MOTIONS = ("zoom_in", "zoom_out", "pan_left", "pan_right", "pan_up", "pan_down", "parallax")
+
+
+def _diffusion_model(state: AppState, requested: str | None) -> str:
+    """The installed diffusion model a request names (id or checkpoint file name)."""
+    models = state.model_store.list("diffusion")
+    if not models:
+        raise ApiError(503, "no_models", "No models are downloaded yet: install an image "
+                       "model (or `homepilot models install-test-pack` for a tiny test one)")
+    if not requested:
+        return ""
+    for manifest in models:
+        if requested in (manifest.id, manifest.path.rsplit("/", 1)[-1]):
+            return manifest.id
+    raise ApiError(404, "model_not_found", f"image model {requested!r} is not installed "
+                   f"(installed: {', '.join(m.id for m in models)})")
+
+
+def split_source(message: str) -> tuple[str | None, str]:
+    """(the first picture reference in the message, the message without it)."""
+    match = _SOURCE.search(message)
+    if match is None:
+        return None, message.strip()
+    rest = (message[:match.start()] + message[match.end():]).strip()
+    return match.group(0).rstrip(".,;)"), rest
+
+
+def parse_flags(text: str) -> tuple[str, dict[str, Any]]:
+    """(the instruction, the edit settings) from ``... --steps 12 --mask URL``."""
+    settings = dict(EDIT_DEFAULTS)
+    words, tokens = [], text.split()
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if not token.startswith("--") or len(token) < 3:
+            words.append(token)
+            index += 1
+            continue
+        name = token[2:].lower()
+        value = tokens[index + 1] if index + 1 < len(tokens) and \
+            not tokens[index + 1].startswith("--") else None
+        index += 2 if value is not None else 1
+        if name in _UNSUPPORTED:
+            raise ApiError(400, "unsupported_option", f"--{name} (ControlNet/LoRA) is not "
+                           "supported by this server's edit graphs")
+        if name not in EDIT_DEFAULTS:
+            raise ApiError(400, "invalid_flag", f"unknown edit flag --{name}; known: "
+                           + ", ".join(f"--{n}" for n in EDIT_DEFAULTS))
+        if value is None:
+            raise ApiError(400, "invalid_flag", f"--{name} needs a value")
+        default = EDIT_DEFAULTS[name]
+        try:
+            settings[name] = type(default)(value) if not isinstance(default, str) else value
+        except ValueError:
+            raise ApiError(400, "invalid_flag", f"--{name} wants a "
+                           f"{type(default).__name__}, got {value!r}") from None
+    return " ".join(words), settings
+
+
+def _image_settings(body: ChatIn) -> dict[str, Any]:
+    values = presets.image_preset(body.imgModel, "med" if body.imgPreset in (None, "custom")
+                                  else body.imgPreset, body.imgAspectRatio)["values"]
+    custom = body.imgPreset in (None, "custom")
+
+    def pick(given: Any, preset: Any) -> Any:
+        return given if custom and given is not None else preset
+
+    seed = body.imgSeed if body.imgSeed not in (None, 0) else -1
+    return {"width": pick(body.imgWidth, values["width"]) // 8 * 8,
+            "height": pick(body.imgHeight, values["height"]) // 8 * 8,
+            "steps": pick(body.imgSteps, values["steps"]),
+            "cfg": float(pick(body.imgCfg, values["cfg"])), "seed": seed}
+
+
+async def imagine(state: AppState, body: ChatIn, host: str | None) -> tuple[str, dict]:
+    model = _diffusion_model(state, body.imgModel)
+    prompt = _MODE_WORD.sub("", body.message).strip() or body.message
+    settings = _image_settings(body)
+    if body.imgReference:  # img2img from a reference: HomePilot's denoise mapping
+        source = await resolve_image(state, body.imgReference, host)
+        denoise = round(0.15 + 0.70 * body.imgRefStrength, 3)
+        out = await finish(state.runs, load_named(state.graphs_dir, "edit"), {
+            "image": source, "prompt": prompt, "denoise": denoise, "steps": settings["steps"],
+            "cfg": settings["cfg"], "seed": settings["seed"], "model": model}, "imagine")
+        seeds = [out["seed"]]
+    else:
+        out = await finish(state.runs, load_named(state.graphs_dir, "imagine"), {
+            "prompt": prompt, **settings, "batch_size": body.imgBatchSize, "model": model},
+            "imagine")
+        seeds = out["seeds"]
+    media = {"images": [file_url(f) for f in out["files"]], "final_prompt": prompt,
+             "seed": out["seed"], "seeds": seeds, "width": settings["width"],
+             "height": settings["height"], "steps": settings["steps"],
+             "cfg": settings["cfg"], "model": out["model"]}
+    return "Here you go.", media
+
+
+async def edit(state: AppState, body: ChatIn, host: str | None) -> tuple[str, dict]:
+    source_ref, rest = split_source(body.message)
+    if source_ref is None:
+        raise ApiError(400, "image_required", "To edit, upload an image first (or paste an "
+                       "image URL).")
+    instruction, settings = parse_flags(_MODE_WORD.sub("", rest))
+    if not instruction:
+        raise ApiError(400, "instruction_required", "say how the picture should change, "
+                       "e.g. 'edit <url> make the sky blue'")
+    model = _diffusion_model(state, settings["ckpt"] or body.imgModel)
+    source = await resolve_image(state, source_ref, host)
+    inputs = {"image": source, "prompt": instruction, "steps": settings["steps"],
+              "cfg": settings["cfg"], "denoise": settings["denoise"], "seed": settings["seed"],
+              "sampler": settings["sampler"], "scheduler": settings["scheduler"], "model": model}
+    mask_url = None
+    if settings["mask"]:
+        mask = await resolve_image(state, settings["mask"], host)
+        mask_url = file_url(mask)
+        out = await finish(state.runs, load_named(state.graphs_dir, "inpaint"),
+                           {**inputs, "mask": mask, "model": ""}, "edit")
+    else:
+        out = await finish(state.runs, load_named(state.graphs_dir, "edit"), inputs, "edit")
+    edit_settings = {
+        "mode": settings["mode"] or ("inpaint" if mask_url else "img2img"),
+        "steps": settings["steps"], "cfg": settings["cfg"], "denoise": settings["denoise"],
+        "seed": out["seed"], "sampler_name": settings["sampler"],
+        "scheduler": settings["scheduler"], "ckpt_name": out["model"],
+        "controlnet_name": None, "controlnet_strength": None, "cn_enabled": False,
+        "mask_url": mask_url, "loras": []}
+    return "Done.", {"images": [file_url(f) for f in out["files"]],
+                     "edit_settings": edit_settings, "source_image": file_url(source)}
+
+
+def _video_family(model: str | None) -> str:
+    name = (model or "").lower()
+    return next((f for f in presets.VIDEO_MODELS if f in name), "svd")
+
+
+def _video_model(state: AppState, requested: str | None) -> str:
+    """An installed video model the request names, or "" for the default (the motion
+    renderer when none is installed). Family names (svd, ltx, ...) pick the default."""
+    if not requested or requested.lower() in presets.VIDEO_MODELS:
+        return ""
+    for manifest in state.model_store.list("video"):
+        if requested in (manifest.id, manifest.path.rsplit("/", 1)[-1]):
+            return manifest.id
+    installed = ", ".join(m.id for m in state.model_store.list("video")) or "none"
+    raise ApiError(404, "model_not_found", f"video model {requested!r} is not installed "
+                   f"(installed: {installed})")
+
+
+async def animate(state: AppState, body: ChatIn, host: str | None) -> tuple[str, dict]:
+    source_ref, rest = split_source(body.message)
+    prompt = _MODE_WORD.sub("", rest).strip()
+    motion = (body.vidMotion or "zoom_in").lower()
+    if motion not in MOTIONS:
+        raise ApiError(400, "invalid_motion", f"vidMotion must be one of {', '.join(MOTIONS)}")
+    model = _video_model(state, body.vidModel)
+    values = presets.video_preset(_video_family(body.vidModel), body.vidPreset,
+                                  body.vidAspectRatio)["values"]
+    fps = body.vidFps or values["fps"]
+    frames = min(body.vidSeconds * fps if body.vidSeconds else values["frames"], 64)
+    width = (body.vidWidth or body.imgWidth or values["width"]) // 8 * 8
+    height = (body.vidHeight or body.imgHeight or values["height"]) // 8 * 8
+    media: dict[str, Any] = {}
+    if source_ref is None:  # HomePilot draws a starter picture at the video's size
+        try:
+            image_model = _diffusion_model(state, body.imgModel)
+        except ApiError as exc:
+            raise ApiError(exc.status, exc.code,
+                           f"Failed to generate starter image: {exc.message}") from None
+        started = await finish(state.runs, load_named(state.graphs_dir, "imagine"), {
+            "prompt": prompt or body.message, "width": width, "height": height,
+            "steps": body.imgSteps or 20, "seed": -1, "model": image_model}, "starter image")
+        source = started["files"][0]
+        media["auto_generated_image"] = file_url(source)
+        media["auto_generated_meta"] = {"prompt": prompt or body.message,
+                                        "seed": started["seed"], "width": width,
+                                        "height": height, "model": started["model"]}
+    else:
+        source = await resolve_image(state, source_ref, host)
+    steps = body.vidSteps or values["steps"]
+    cfg = body.vidCfg if body.vidCfg is not None else values["cfg"]
+    out = await finish(state.runs, load_named(state.graphs_dir, "animate"), {
+        "image": source, "frames": frames, "fps": fps, "width": width, "height": height,
+        "steps": steps, "cfg": cfg, "seed": body.vidSeed if body.vidSeed is not None else -1,
+        "motion": motion, "model": model}, "animate")
+    media.update({
+        "video_url": file_url(out["video"]), "webp_url": file_url(out["webp"]),
+        "seed": out["seed"], "model": out["renderer"],
+        "preset": body.vidPreset or "medium", "duration": round(out["frames"] / out["fps"], 3),
+        "fps": out["fps"], "frames": out["frames"], "steps": steps, "cfg": cfg,
+        "denoise": body.vidDenoise if body.vidDenoise is not None else values["denoise"],
+        "width": out["width"], "height": out["height"], "motion": motion, "prompt": prompt,
+        "final_prompt": prompt, "negative_prompt": body.vidNegativePrompt or "",
+        "source_image": file_url(source)})
+    text = "Generated image and animated it!" if "auto_generated_image" in media else \
+        "Here's your animated video!"
+    return text, media
+
+
+MODES = {"imagine": imagine, "edit": edit, "animate": animate}
