@@ -96,9 +96,11 @@ async def _edit(state: AppState, session_id: str, body: MessageIn,
     if not current.active_image_url:
         raise ApiError(400, "no_active_image", "No active image. Upload an image first.")
     try:
-        chat = ChatIn.model_validate({**body.extra, "message": f"edit {current.active_image_url}"
-                                      f" {body.message}", "mode": "edit",
-                                      "conversation_id": session_id, "imgModel": body.model})
+        fields = {**body.extra, "message": f"edit {current.active_image_url} {body.message}",
+                  "mode": "edit", "conversation_id": session_id}
+        if body.model:  # the sidecar's `model` is the image model; extra may name it too
+            fields["imgModel"] = body.model
+        chat = ChatIn.model_validate(fields)
     except ValidationError as exc:
         raise ApiError(400, "invalid_extra", f"extra settings are not valid: {exc}") from None
     text, media = await artwork.edit(state, chat, host)
