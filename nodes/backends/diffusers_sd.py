@@ -118,18 +118,20 @@ class DiffusersBackend:
         generators = [torch.Generator(device="cpu").manual_seed(s) for group in seeds
                       for s in group]
         starts = [sum(_size(c) for c in calls[:i]) for i in range(len(calls))]
-        wants_preview = [i for i, c in enumerate(calls) if c.get("preview")]
+        wants_preview = {i for i, c in enumerate(calls) if c.get("preview")}
 
         def on_step(pipeline: Any, step: int, timestep: Any,
                     tensors: dict[str, Any]) -> dict[str, Any]:
             total = int(getattr(pipeline, "num_timesteps", 0) or settings["steps"])
-            emit(None, {"step": step + 1, "total": total})
-            for index in wants_preview:
-                latents = tensors.get("latents")
+            update = {"step": step + 1, "total": total}
+            if not wants_preview:
+                emit(None, update)
+                return tensors
+            latents = tensors.get("latents")
+            for index in range(len(calls)):  # one update per call, with its own preview
                 preview = latent_preview(latents[starts[index]:starts[index] + 1]) \
-                    if latents is not None else None
-                if preview:
-                    emit(index, {"step": step + 1, "total": total, "preview": preview})
+                    if index in wants_preview and latents is not None else None
+                emit(index, {**update, "preview": preview} if preview else update)
             return tensors
 
         output = pipe(prompt=prompts, negative_prompt=negatives,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,3 +60,44 @@ def test_sizes_that_are_not_multiples_of_8_are_refused(executor, test_pack):
         executor.run(IMAGINE, {"prompt": "x", "width": 81}, timeout=60)
     assert any(i.kind == "custom_validation_failed" and i.input == "width"
                for i in raised.value.issues)
+
+
+def test_concurrent_requests_with_the_same_settings_share_a_pipeline_call(registry,
+                                                                          test_pack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.executors.local import LocalExecutor
+
+    executor = LocalExecutor(registry, max_workers=8)
+    try:
+        solo, _ = imagine(executor, seed=40, prompt="a lighthouse 0")
+        before = _text_to_image_batches(executor)
+        executor.clear_cache()  # the first of the four repeats the solo run
+        with ThreadPoolExecutor(4) as pool:
+            runs = list(pool.map(lambda i: imagine(executor, seed=40 + i,
+                                                   prompt=f"a lighthouse {i}")[0], range(4)))
+        after = _text_to_image_batches(executor)
+    finally:
+        executor.close()
+    assert after["items"] - before["items"] == 4
+    assert after["batches"] - before["batches"] < 4  # some of the four ran together
+    assert [r.outputs["seeds"] for r in runs] == [[40], [41], [42], [43]]
+    # Sharing a batch changes no picture beyond float rounding.
+    batched = np.asarray(pixels(runs[0].outputs["files"][0])).astype(int)
+    alone = np.asarray(pixels(solo.outputs["files"][0])).astype(int)
+    assert np.abs(batched - alone).max() <= 2
+
+
+def _text_to_image_batches(executor) -> dict[str, int]:
+    (info,) = [i for i in executor.models().status() if i.id == TINY_SD]
+    return info.batches["text_to_image"]
+
+
+def test_a_sampler_can_be_chosen_and_previews_come_with_the_steps(executor, test_pack):
+    euler, _ = imagine(executor, seed=5)
+    dpm, events = imagine(executor, seed=5, sampler="dpmpp_2m", scheduler="karras",
+                          preview=True)
+    assert pixels(euler.outputs["files"][0]).tobytes() != \
+        pixels(dpm.outputs["files"][0]).tobytes()
+    previews = [e.data.get("preview") for e in events if e.type == "node_progress"]
+    assert previews and all(p and p.startswith("data:image/jpeg;base64,") for p in previews)
