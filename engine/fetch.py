@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from engine.errors import EngineError
+from engine.settings import get_settings
 
 MAX_REDIRECTS = 3
 
@@ -99,3 +100,10 @@ def fetch(url: str, allow: Sequence[str] = (), max_bytes: int = 25 * 1024**2,
             raise FetchError("unreachable_url", f"{url[:120]} could not be fetched: "
                              f"{type(exc).__name__}: {exc}") from exc
     raise FetchError("fetch_failed", f"{url[:120]} redirects more than {MAX_REDIRECTS} times")
+
+
+def fetch_url(url: str) -> bytes:
+    """``fetch`` with the server's settings: its allow-list, upload cap and timeout."""
+    settings = get_settings()
+    return fetch(url, settings.fetch_allow_list(), settings.max_upload_mb * 1024**2,
+                 settings.fetch_timeout)

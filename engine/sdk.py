@@ -6,6 +6,7 @@
 from engine.context import NodeContext
 from engine.declare import ALWAYS, Input, Node, NodeOutputs, Output, node
 from engine.errors import RunCancelled
+from engine.fetch import FetchError, fetch_url
 from engine.models.store import ModelNotFoundError
 from engine.spec import Resources
 from engine.types import (
@@ -23,7 +24,8 @@ from engine.types import (
 )
 
 __all__ = [
-    "ALWAYS", "AnyValue", "Audio", "Document", "Embedding", "File", "Image", "Input", "Json",
+    "ALWAYS", "AnyValue", "Audio", "Document", "Embedding", "FetchError", "File", "Image",
+    "Input", "Json",
     "Mask", "Messages", "ModelNotFoundError", "Node", "NodeContext", "NodeOutputs", "Output",
-    "Port", "Resources", "RunCancelled", "Video", "node",
+    "Port", "Resources", "RunCancelled", "Video", "fetch_url", "node",
 ]

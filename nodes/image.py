@@ -15,7 +15,18 @@ from typing import Any
 from PIL import Image as PILImage
 from PIL import ImageColor, ImageOps, UnidentifiedImageError
 
-from engine.sdk import Image, Input, Mask, Node, NodeContext, NodeOutputs, node
+from engine.sdk import (
+    ALWAYS,
+    FetchError,
+    Image,
+    Input,
+    Mask,
+    Node,
+    NodeContext,
+    NodeOutputs,
+    fetch_url,
+    node,
+)
 
 MAX_SIDE = 8192
 # Ids of the file store (``f_`` and 20 hex digits, an optional suffix) rather than paths.
@@ -91,14 +102,44 @@ class Load(Node):
             if not path.is_file():
                 raise ValueError(f"image file {self.path!r} does not exist")
             data = path.read_bytes()
-        try:
-            with PILImage.open(io.BytesIO(data)) as opened:
-                opened.load()
-                image = ImageOps.exif_transpose(opened)
-        except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
-            raise ValueError(f"{self.path!r} is not an image Pillow can read: {exc}") from exc
-        image = _normalise(image)
+        image = _decode(data, repr(self.path))
         return self.Outputs(image=image, width=image.width, height=image.height)
+
+
+@node("image.LoadUrl", category="image")
+class LoadUrl(Node):
+    """Fetch an image from an http(s) URL. Private and loopback addresses are refused
+    unless ``HOMEPILOT_FETCH_ALLOW`` lists them; the upload size cap applies."""
+
+    url: str = Input(description="http(s) URL of a picture")
+
+    class Outputs(NodeOutputs):
+        image: Image
+        width: int
+        height: int
+
+    @classmethod
+    def fingerprint(cls, inputs: dict[str, Any]) -> Any:
+        return ALWAYS  # what a URL serves may change between runs
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        try:
+            data = fetch_url(self.url)
+        except FetchError as exc:
+            raise ValueError(str(exc)) from exc
+        image = _decode(data, self.url[:120])
+        return self.Outputs(image=image, width=image.width, height=image.height)
+
+
+def _decode(data: bytes, what: str) -> PILImage.Image:
+    """The picture in ``data`` as a viewer shows it (EXIF orientation applied)."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
+        raise ValueError(f"{what} is not an image Pillow can read: {exc}") from exc
+    return _normalise(image)
 
 
 @node("image.Save", category="image", output_node=True)

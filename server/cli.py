@@ -291,3 +291,15 @@ def models_install_test_pack() -> None:
 
     for model_id in install_test_pack(_store()):
         click.echo(f"installed {model_id} (test model)")
+
+
+@models.command("remove-test-pack")
+def models_remove_test_pack() -> None:
+    """Remove every test-pack model from the store."""
+    from nodes.testpack.install import remove_test_pack
+
+    removed = remove_test_pack(_store())
+    for model_id in removed:
+        click.echo(f"removed {model_id} (test model)")
+    if not removed:
+        click.echo("no test models are installed")

@@ -112,3 +112,12 @@ def markers(tmp_path: Path) -> Callable[[], dict[str, int]]:
         return found
     counts.path = str(folder)  # type: ignore[attr-defined]
     return counts
+
+
+@pytest.fixture
+def picture_host() -> Iterator[str]:
+    """A picture host on 127.0.0.1 (see tests/picture_host.py); yields its base URL."""
+    from tests.picture_host import serving
+
+    with serving() as url:
+        yield url

@@ -32,6 +32,8 @@ from engine.settings import get_settings
 log = logging.getLogger("homepilot.ray")
 
 _remote_group = ray.remote(num_returns=2, max_retries=0)(run_group)
+# Logical CPUs a model-bound node's task holds while it waits on its model host.
+MODEL_TASK_CPUS = 0.25
 
 
 @dataclass(slots=True)
@@ -149,6 +151,11 @@ class RayExecutor(Executor):
         if len(group) > 1:
             name = f"{plan.graph_name}/{first.id}..{group[-1]}:fused[{len(group)}]"
         options: dict[str, Any] = {"name": name, "num_cpus": self.task_cpus}
+        if first.definition.spec.model_kind is not None:
+            # The model's work happens on its host actor while this task waits for it. A
+            # whole logical CPU each would let only as many requests reach the host at
+            # once as there are cores, and the host could never batch the rest.
+            options["num_cpus"] = min(self.task_cpus, MODEL_TASK_CPUS)
         resources = first.definition.spec.resources
         if len(group) == 1 and resources is not None:
             if resources.cpu is not None:

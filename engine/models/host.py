@@ -73,13 +73,14 @@ class Host:
                                        max_items=size)
                          for name, size in batchable.items()}
         grouped = getattr(self.backend, "grouped", {})
-        if manifest.options.get("batching") is False:
-            grouped = {}
+        # Without batching a grouped method still goes through its groups (it takes a list
+        # of calls), one call per run and no waiting for company.
+        alone = manifest.options.get("batching") is False
         self.groups = {name: StreamGroups(
             getattr(self.backend, name),
             lambda kwargs, name=name: self.backend.group_key(name, kwargs),
-            self._worker.submit, max_items=size,
-            gather=float(manifest.options.get("batch_gather", 0.02)))
+            self._worker.submit, max_items=1 if alone else size,
+            gather=0.0 if alone else float(manifest.options.get("batch_gather", 0.02)))
             for name, size in grouped.items()}
 
     def _on_worker(self, function: Any) -> Any:

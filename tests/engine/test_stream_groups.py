@@ -117,3 +117,24 @@ def test_positional_arguments_are_refused_for_grouped_methods(host: Host):
 
     with pytest.raises(ModelHostError, match="keyword arguments only"):
         host.stream("paint", "fox")
+
+
+def test_with_batching_off_each_call_runs_alone(tmp_path: Path):
+    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
+                             path=str(tmp_path), backend=f"{__name__}:Painter",
+                             options={"batching": False})
+    host = Host(manifest, tmp_path, "cpu")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            held = pool.submit(_collect, host, prompt="hold", size=32)
+            assert host.backend.holding.wait(30)
+            futures = [pool.submit(_collect, host, prompt=p, size=64) for p in ("a", "b")]
+            while host.groups["paint"].waiting < 2:
+                threading.Event().wait(0.01)
+            host.backend.release.set()
+            results = [f.result(30) for f in futures]
+            held.result(30)
+    finally:
+        host.close()
+    assert [r[-1]["picture"] for r in results] == ["a@64x1", "b@64x1"]
+    assert host.backend.runs == [["hold"], ["a"], ["b"]]

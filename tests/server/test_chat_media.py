@@ -3,10 +3,6 @@ input each refuses with a 4xx before anything is written."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,9 +12,7 @@ from nodes.testpack.install import TINY_INPAINT, TINY_SD
 from tests.server.media import (
     fetched,
     message_count,
-    picture,
     pixels,
-    png,
     stored_files,
     upload,
 )
@@ -118,34 +112,6 @@ def test_animate_without_a_picture_draws_a_starter_first(media_app):
     assert out["text"] == "Generated image and animated it!"
     assert fetched(media_app, media["auto_generated_image"]).size == (64, 64)
     assert media["auto_generated_meta"]["model"] == TINY_SD and media["frames"] == 4
-
-
-class _Pictures(BaseHTTPRequestHandler):
-    """A picture host on 127.0.0.1: /p.png is a PNG, /notes.txt is text."""
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server spelling
-        if self.path == "/p.png":
-            body, kind = png(picture()), "image/png"
-        else:
-            body, kind = b"just some text", "text/plain"
-        self.send_response(200)
-        self.send_header("content-type", kind)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def picture_host() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Pictures)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_an_allow_listed_local_host_may_serve_the_source(media_app, picture_host):

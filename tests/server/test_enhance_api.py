@@ -11,8 +11,7 @@ from engine.executors.local import LocalExecutor
 from engine.files import FileStore
 from engine.models.store import ModelStore
 from engine.settings import Settings
-from nodes.testpack.install import TINY_INPAINT, TINY_UPSCALER, install_test_pack, \
-    remove_test_pack
+from nodes.testpack.install import TINY_INPAINT, TINY_UPSCALER, install_test_pack, remove_test_pack
 from server.app import create_app
 from tests.server.media import picture, pixels, stored_files, upload
 
