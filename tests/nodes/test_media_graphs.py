@@ -105,3 +105,17 @@ def test_enhance_photo_keeps_the_size_and_changes_the_pixels(executor, test_pack
     assert pixels(out["file"]).shape == (48, 64, 3)
     assert out["method"] == "classic:photo"
     assert not np.array_equal(pixels(out["file"]), pixels(source))
+
+
+def test_animate_makes_an_mp4_with_the_frames_asked(executor, test_pack):
+    from nodes.backends.videofile import probe_video
+    from nodes.testpack.install import TINY_VIDEO
+
+    source = store_png(picture())
+    out = run(executor, "animate", image=source, frames=5, fps=8, width=64, height=48,
+              steps=2, seed=3)
+    assert out["renderer"] == TINY_VIDEO and out["seed"] == 3
+    info = probe_video(files().read(out["video"]))  # decodes every frame with ffmpeg
+    assert (info.frames, info.width, info.height, info.fps) == (5, 64, 48, 8.0)
+    with Image.open(files().path(out["webp"])) as webp:
+        assert webp.n_frames == 5
