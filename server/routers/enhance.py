@@ -113,12 +113,7 @@ def _result_size(state: AppState, file_id: str) -> tuple[int, int]:
 def _upscaler_id(state: AppState, requested: str | None, mode: str) -> str:
     if not requested:
         return caps.upscaler(state, mode) or ""
-    for manifest in state.model_store.list("upscaler"):
-        if requested in (manifest.id, manifest.path.rsplit("/", 1)[-1]):
-            return manifest.id
-    installed = ", ".join(m.id for m in state.model_store.list("upscaler")) or "none"
-    raise ApiError(404, "model_not_found", f"no upscaler {requested!r} is installed "
-                   f"(installed: {installed})")
+    return caps.named_model(state, "upscaler", requested, "upscaler")
 
 
 @router.get("/v1/capabilities")

@@ -13,6 +13,7 @@ from typing import Any
 
 from server.errors import ApiError
 from server.services import presets
+from server.services.capabilities import named_model
 from server.services.chat import ChatIn
 from server.services.graphs import load_named
 from server.services.media import file_url, resolve_image
@@ -38,11 +39,7 @@ def _diffusion_model(state: AppState, requested: str | None) -> str:
                        "model (or `homepilot models install-test-pack` for a tiny test one)")
     if not requested:
         return ""
-    for manifest in models:
-        if requested in (manifest.id, manifest.path.rsplit("/", 1)[-1]):
-            return manifest.id
-    raise ApiError(404, "model_not_found", f"image model {requested!r} is not installed "
-                   f"(installed: {', '.join(m.id for m in models)})")
+    return named_model(state, "diffusion", requested, "image model")
 
 
 def split_source(message: str) -> tuple[str | None, str]:
@@ -167,12 +164,7 @@ def _video_model(state: AppState, requested: str | None) -> str:
     renderer when none is installed). Family names (svd, ltx, ...) pick the default."""
     if not requested or requested.lower() in presets.VIDEO_MODELS:
         return ""
-    for manifest in state.model_store.list("video"):
-        if requested in (manifest.id, manifest.path.rsplit("/", 1)[-1]):
-            return manifest.id
-    installed = ", ".join(m.id for m in state.model_store.list("video")) or "none"
-    raise ApiError(404, "model_not_found", f"video model {requested!r} is not installed "
-                   f"(installed: {installed})")
+    return named_model(state, "video", requested, "video model")
 
 
 async def animate(state: AppState, body: ChatIn, host: str | None) -> tuple[str, dict]:

@@ -45,6 +45,18 @@ def _ids(models: list[ModelManifest]) -> list[str]:
     return [m.id for m in models]
 
 
+def named_model(state: AppState, kind: str, requested: str, what: str) -> str:
+    """The id of the installed ``kind`` model a request names by id or weights file name;
+    404 listing what is installed otherwise."""
+    models = state.model_store.list(kind)
+    for manifest in models:
+        if requested in (manifest.id, manifest.path.rsplit("/", 1)[-1]):
+            return manifest.id
+    installed = ", ".join(m.id for m in models) or "none"
+    raise ApiError(404, "model_not_found", f"{what} {requested!r} is not installed "
+                   f"(installed: {installed})")
+
+
 def upscaler(state: AppState, mode: str = "upscale") -> str | None:
     """The upscaler a mode uses: the preference when still installed, else the default."""
     preferred = state.preferences.get(mode)
