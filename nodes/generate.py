@@ -28,6 +28,7 @@ from engine.sdk import (
 from nodes.backends.sampler import SAMPLER_NAMES, SCHEDULER_NAMES
 
 SEED_MAX = 2**31 - 1
+MIN_SIDE, MAX_SIDE = 64, 2048  # what diffusion nodes accept (TextToImage's own limits)
 
 
 def random_seed(inputs: dict[str, Any]) -> Any:
@@ -68,8 +69,17 @@ def inpaint_handle(ctx: NodeContext, model: str) -> Any:
 
 
 def fit_eight(image: PILImage.Image) -> PILImage.Image:
-    """The image resized so both sides are multiples of 8, as the latent grid needs."""
-    width, height = max(8, image.width // 8 * 8), max(8, image.height // 8 * 8)
+    """The image as a diffusion model takes it: both sides multiples of 8 (the latent
+    grid), the short side at least ``MIN_SIDE`` (a UNet halves the latents three times)
+    and the long side at most ``MAX_SIDE``, the aspect kept. Callers resize results back
+    to the source's size."""
+    scale = max(1.0, MIN_SIDE / min(image.size))
+    scale = min(scale, MAX_SIDE / max(image.size))
+    if min(image.size) * scale < MIN_SIDE - 0.5:
+        raise ValueError(f"the picture is {image.width}x{image.height}: too narrow for "
+                         f"diffusion (sides must be within {MAX_SIDE // MIN_SIDE}:1)")
+    width = max(MIN_SIDE, round(image.width * scale) // 8 * 8)
+    height = max(MIN_SIDE, round(image.height * scale) // 8 * 8)
     rgb = image.convert("RGB")
     return rgb if rgb.size == (width, height) else rgb.resize(
         (width, height), PILImage.Resampling.LANCZOS)

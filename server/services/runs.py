@@ -117,9 +117,11 @@ async def finish(service: RunService, graph: Graph, inputs: dict[str, Any],
     error = result.error
     if error is None:
         raise ApiError(503, "cancelled", f"{what} was cancelled (is the server stopping?)")
-    if error.error_type == "ModelNotFoundError":
+    # Raised inside a model host under Ray, an error arrives as "RayTaskError(ValueError)".
+    kind = error.error_type.removeprefix("RayTaskError(").removesuffix(")")
+    if kind == "ModelNotFoundError":
         raise ApiError(404, "model_not_found", error.message)
-    if error.error_type == "ValueError":
+    if kind == "ValueError":
         raise ApiError(400, "invalid_input", f"{what}: {error.message}")
     raise ApiError(500, "generation_failed", f"{what} failed in node '{error.node_id}' "
                    f"({error.error_type}): {error.message}")

@@ -16,8 +16,8 @@ STARTER_TYPES = {
              "Expression", "Random"],
     "logic": ["Compare", "And", "Or", "Not", "Switch", "Select"],
     "lists": ["Range", "Length", "Get", "Slice", "Append", "Sum", "Sort"],
-    "image": ["Load", "LoadUrl", "Save", "Resize", "Scale", "Crop", "Composite", "Convert", "ToMask",
-              "Solid", "Info"],
+    "image": ["Load", "LoadUrl", "Save", "Resize", "Scale", "Crop", "Composite", "Convert",
+              "ToMask", "Solid", "Info"],
 }
 ALL_STARTERS = sorted(f"{domain}.{name}" for domain, names in STARTER_TYPES.items()
                       for name in names)

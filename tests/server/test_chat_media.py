@@ -162,3 +162,16 @@ def test_a_source_that_is_not_a_picture_is_refused(media_app, picture_host):
         settings.fetch_allow = ""
     assert reply.status_code == 400 and reply.json()["code"] == "not_an_image"
     assert stored_files(media_app) == before
+
+
+def test_small_pictures_are_edited_at_their_size_and_hopeless_shapes_refused(media_app):
+    from tests.server.media import picture
+
+    small = upload(media_app, picture(20, 12))
+    out = chat(media_app, f"edit {small} make it blue --steps 2")
+    assert pixels(media_app, out["media"]["images"][0]).shape == (12, 20, 3)
+    skinny = upload(media_app, picture(3000, 20))
+    before = stored_files(media_app)
+    reply = media_app.post("/chat", json={"message": f"edit {skinny} make it blue"})
+    assert reply.status_code == 400 and reply.json()["code"] == "invalid_input"
+    assert "too narrow" in reply.json()["message"] and stored_files(media_app) == before
