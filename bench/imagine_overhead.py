@@ -77,7 +77,7 @@ def main() -> int:
     import torch
     from diffusers import DiffusionPipeline
 
-    from engine.executors.ray import RayExecutor
+    from engine.executors.ray import RayExecutor, ensure_ray
     from engine.loader import load_graph
     from engine.models.store import ModelStore
     from engine.settings import get_settings
@@ -95,7 +95,7 @@ def main() -> int:
     pipeline.set_progress_bar_config(disable=True)
     graph = load_graph(REPO / "graphs" / "imagine.yaml")
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ensure_ray(dashboard=False, num_cpus=2)  # as `homepilot serve` starts it
     executor = RayExecutor(build_registry())
     try:
         direct_call(pipeline, args, 0)  # warm both: weights loaded, host actor started

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     ray_dashboard_port: int = 8265
     # Light nodes in a chain share one Ray task (see engine/executors/ray.py).
     ray_fuse: bool = True
+    # Worker processes a local Ray keeps alive when idle. Model-bound node tasks hold a
+    # quarter CPU each, so more of them run at once than there are cores; with Ray's
+    # default (one per CPU) every burst of requests would start (and import) new workers.
+    ray_warm_workers: int = 8
     cache_max_entries: int = 20_000
     cache_max_bytes: int = 2 * 1024**3
     local_workers: int = 8

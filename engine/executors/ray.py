@@ -58,9 +58,11 @@ def ensure_ray(address: str | None = None, dashboard: bool | None = None,
     kwargs: dict[str, Any] = {"address": address or settings.ray_address,
                               "include_dashboard": include_dashboard,
                               "logging_level": logging.WARNING, "log_to_driver": True}
-    if include_dashboard and not (address or settings.ray_address):
-        kwargs["dashboard_host"] = "127.0.0.1"
-        kwargs["dashboard_port"] = settings.ray_dashboard_port
+    if not (address or settings.ray_address):  # starting Ray here: its settings are ours
+        kwargs["_system_config"] = {"num_workers_soft_limit": settings.ray_warm_workers}
+        if include_dashboard:
+            kwargs["dashboard_host"] = "127.0.0.1"
+            kwargs["dashboard_port"] = settings.ray_dashboard_port
     kwargs.update(init_kwargs)
     context = ray.init(**kwargs)
     url = getattr(context, "dashboard_url", None)

@@ -19,6 +19,9 @@ from engine.models.store import ModelNotFoundError, ModelStore
 
 MANAGER = "homepilot:models"
 STREAM_INTERVAL = 0.05  # seconds between streamed lists from a host actor
+# Grouped runs (diffusion) stream steps to every caller in the group: a progress bar moved
+# five times a second is plenty, and each list costs CPU in three processes per caller.
+GROUP_STREAM_INTERVAL = 0.2
 NAMESPACE_HINT = "model:"
 
 
@@ -37,7 +40,8 @@ class HostActor:
 
     def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
         # Each list is a Ray object: at most ~20 a second leaves the model the cores.
-        yield from self.host.stream(method, *args, interval=STREAM_INTERVAL, **kwargs)
+        interval = GROUP_STREAM_INTERVAL if method in self.host.groups else STREAM_INTERVAL
+        yield from self.host.stream(method, *args, interval=interval, **kwargs)
 
     def info(self) -> dict[str, Any]:
         info = self.host.info().model_dump()
