@@ -81,12 +81,20 @@ class Conversations:
                                     updated_at=_stamp(r[3])) for r in rows]
 
     def media_files(self, conversation_id: str) -> list[str]:
-        """File-store ids referenced by the conversation's media (``/files/<id>``)."""
+        """File-store ids of the media the conversation produced (``/files/<id>``). The
+        pictures a request started from (its source and mask) are the user's and stay."""
         rows = self.db.read("SELECT media FROM messages WHERE conversation_id = ? AND media "
                             "IS NOT NULL", [conversation_id])
-        return sorted({m for (media,) in rows for m in re.findall(r"/files/(f_[0-9a-f]{20}"
-                                                                  r"(?:\.[a-z0-9]{1,8})?)",
-                                                                  media)})
+        found: set[str] = set()
+        for (media,) in rows:
+            produced = json.loads(media)
+            if isinstance(produced, dict):
+                produced.pop("source_image", None)
+                if isinstance(produced.get("edit_settings"), dict):
+                    produced["edit_settings"].pop("mask_url", None)
+            found.update(re.findall(r"/files/(f_[0-9a-f]{20}(?:\.[a-z0-9]{1,8})?)",
+                                    json.dumps(produced)))
+        return sorted(found)
 
     def delete(self, conversation_id: str) -> int:
         with self.db.write() as cursor:

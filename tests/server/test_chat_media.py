@@ -175,3 +175,13 @@ def test_small_pictures_are_edited_at_their_size_and_hopeless_shapes_refused(med
     reply = media_app.post("/chat", json={"message": f"edit {skinny} make it blue"})
     assert reply.status_code == 400 and reply.json()["code"] == "invalid_input"
     assert "too narrow" in reply.json()["message"] and stored_files(media_app) == before
+
+
+def test_deleting_the_conversation_removes_what_it_made_and_keeps_the_source(media_app):
+    source = upload(media_app)
+    out = chat(media_app, f"edit {source} make it blue --steps 2")
+    made = out["media"]["images"][0].removeprefix("/files/")
+    reply = media_app.delete(f"/conversations/{out['conversation_id']}")
+    assert reply.status_code == 200 and reply.json()["deleted_media_files"] == 1
+    assert made not in stored_files(media_app)
+    assert source.removeprefix("/files/") in stored_files(media_app)
