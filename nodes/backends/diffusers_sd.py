@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.manifest import ModelManifest
+from nodes.backends.quiet import quiet_loading
 from nodes.backends.sampler import latent_preview, scheduler_for
 
 Emit = Callable[[int | None, Any], None]
@@ -29,20 +30,12 @@ class DiffusersBackend:
     def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
-        from diffusers import DiffusionPipeline
 
         if device == "cuda" and not torch.cuda.is_available():
             device = "cpu"  # a logical GPU from Ray without CUDA in this torch build
         dtype = torch.float16 if device == "cuda" else torch.float32
-        if weights.is_file():  # one .safetensors/.ckpt checkpoint, as Civitai ships them
-            from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-            loader = StableDiffusionXLPipeline if manifest.options.get("arch") == "sdxl" \
-                else StableDiffusionPipeline
-            base = loader.from_single_file(str(weights), torch_dtype=dtype,
-                                           local_files_only=True)
-        else:
-            base = DiffusionPipeline.from_pretrained(str(weights), dtype=dtype)
+        with quiet_loading():
+            base = _load(manifest, weights, dtype)
         base.to(device)
         base.set_progress_bar_config(disable=True)
         self.base = base
@@ -91,15 +84,16 @@ class DiffusersBackend:
             raise ValueError("this is an inpainting model: it needs an image and a mask "
                              "(use image.Inpaint, or a text-to-image model)")
         if task not in self._pipes:
-            from diffusers import (
-                AutoPipelineForImage2Image,
-                AutoPipelineForInpainting,
-                AutoPipelineForText2Image,
-            )
-            auto = {"text2img": AutoPipelineForText2Image,
-                    "img2img": AutoPipelineForImage2Image,
-                    "inpaint": AutoPipelineForInpainting}[task]
-            pipe = auto.from_pipe(self.base)
+            with quiet_loading():
+                from diffusers import (
+                    AutoPipelineForImage2Image,
+                    AutoPipelineForInpainting,
+                    AutoPipelineForText2Image,
+                )
+                auto = {"text2img": AutoPipelineForText2Image,
+                        "img2img": AutoPipelineForImage2Image,
+                        "inpaint": AutoPipelineForInpainting}[task]
+                pipe = auto.from_pipe(self.base)
             pipe.set_progress_bar_config(disable=True)
             self._pipes[task] = pipe
         return self._pipes[task]
@@ -142,6 +136,18 @@ class DiffusersBackend:
             images = output.images[starts[index]:starts[index] + _size(call)]
             results.append({"images": images, "seeds": seeds[index]})
         return results
+
+
+def _load(manifest: ModelManifest, weights: Path, dtype: Any) -> Any:
+    from diffusers import DiffusionPipeline
+
+    if weights.is_file():  # one .safetensors/.ckpt checkpoint, as Civitai ships them
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        loader = StableDiffusionXLPipeline if manifest.options.get("arch") == "sdxl" \
+            else StableDiffusionPipeline
+        return loader.from_single_file(str(weights), dtype=dtype, local_files_only=True)
+    return DiffusionPipeline.from_pretrained(str(weights), dtype=dtype)
 
 
 def _size(call: dict[str, Any]) -> int:

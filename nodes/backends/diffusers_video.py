@@ -37,6 +37,7 @@ from PIL import Image
 
 from engine.models.manifest import ModelManifest
 from nodes.backends.motion import fit_still
+from nodes.backends.quiet import quiet_loading
 
 SEED_MAX = 2**31 - 1
 DEFAULT_BUCKET = 127  # SVD's motion_bucket_id default
@@ -56,13 +57,15 @@ class VideoBackend:
     def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
-        from diffusers import DiffusionPipeline
 
         if device == "cuda" and not torch.cuda.is_available():
             device = "cpu"  # a logical GPU from Ray without CUDA in this torch build
         dtype = torch.float16 if device == "cuda" else torch.float32
-        # DiffusionPipeline picks the class named in model_index.json (SVD's own).
-        pipe = DiffusionPipeline.from_pretrained(str(weights), dtype=dtype)
+        with quiet_loading():
+            from diffusers import DiffusionPipeline
+
+            # DiffusionPipeline picks the class named in model_index.json (SVD's own).
+            pipe = DiffusionPipeline.from_pretrained(str(weights), dtype=dtype)
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
