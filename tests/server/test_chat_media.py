@@ -185,3 +185,28 @@ def test_deleting_the_conversation_removes_what_it_made_and_keeps_the_source(med
     assert reply.status_code == 200 and reply.json()["deleted_media_files"] == 1
     assert made not in stored_files(media_app)
     assert source.removeprefix("/files/") in stored_files(media_app)
+
+
+@pytest.fixture
+def home_app(registry, executor, test_pack):
+    """The app over the test home itself, so that workers of either executor write the
+    files it serves."""
+    from fastapi.testclient import TestClient
+
+    from engine.settings import get_settings
+    from server.app import create_app
+
+    with TestClient(create_app(get_settings(), registry, executor)) as client:
+        yield client
+
+
+def test_imagine_on_either_executor_serves_pngs_of_the_size_asked(home_app):
+    out = chat(home_app, "a lighthouse", mode="imagine", imgWidth=64, imgHeight=80,
+               imgSteps=2, imgSeed=3, imgPreset="custom")
+    image = fetched(home_app, out["media"]["images"][0])
+    assert (image.format, image.size) == ("PNG", (64, 80))
+    home_app.app.state.homepilot.executor.clear_cache()  # drawn again, not served cached
+    again = chat(home_app, "a lighthouse", mode="imagine", imgWidth=64, imgHeight=80,
+                 imgSteps=2, imgSeed=3, imgPreset="custom")
+    assert np.array_equal(pixels(home_app, again["media"]["images"][0]),
+                          pixels(home_app, out["media"]["images"][0]))
