@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Sequence
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -45,8 +46,31 @@ def _allowed(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
     return False
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _public(address: Address) -> bool:
+    """Global, and no private IPv4 address inside it either: IPv6 forms that carry an IPv4
+    address (mapped, 6to4, Teredo, NAT64) reach that IPv4 host on networks that route them,
+    yet Python calls several of them global."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = [address.ipv4_mapped, address.sixtofour,
+                 address.teredo[1] if address.teredo else None]
+        if address in _NAT64:
+            inner.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if int(address) >> 32 == 0:  # the old IPv4-compatible form ::a.b.c.d
+            inner.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        return all(v4 is None or v4.is_global for v4 in inner)
+    return True
+
+
 def check_url(url: str, allow: Sequence[str] = ()) -> str:
     """The address to connect to for ``url``; raises FetchError when it is not allowed."""
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise FetchError("invalid_url", "the URL has spaces or control characters in it")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise FetchError("invalid_url", f"only http(s) URLs can be fetched, not {url[:80]!r}")
@@ -61,7 +85,7 @@ def check_url(url: str, allow: Sequence[str] = ()) -> str:
             from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
-        if not address.is_global and not _allowed(host, address, allow):
+        if not _public(address) and not _allowed(host, address, allow):
             raise FetchError("url_not_allowed",
                              f"the host {host!r} resolves to a private or loopback address "
                              f"({address}); add it to HOMEPILOT_FETCH_ALLOW to allow it")
@@ -71,6 +95,7 @@ def check_url(url: str, allow: Sequence[str] = ()) -> str:
 def fetch(url: str, allow: Sequence[str] = (), max_bytes: int = 25 * 1024**2,
           timeout: float = 20.0) -> bytes:
     """The body of ``url`` (at most ``max_bytes``), each hop checked by ``check_url``."""
+    deadline = time.monotonic() + timeout  # for the whole fetch: a slow drip ends too
     for _ in range(MAX_REDIRECTS + 1):
         address = check_url(url, allow)
         parts = urlsplit(url)
@@ -79,10 +104,12 @@ def fetch(url: str, allow: Sequence[str] = (), max_bytes: int = 25 * 1024**2,
             host = f"[{address}]" if ":" in address else address
             netloc = f"{host}:{parts.port}" if parts.port else host
             target = urlunsplit(parts._replace(netloc=netloc))
-            headers["Host"] = parts.netloc.rpartition("@")[2]
+            name = (parts.hostname or "").encode("idna").decode("ascii")
+            headers["Host"] = f"{name}:{parts.port}" if parts.port else name
         try:
+            # trust_env off: a proxy from the environment would resolve the name itself.
             with httpx.stream("GET", target, headers=headers, timeout=timeout,
-                              follow_redirects=False) as response:
+                              follow_redirects=False, trust_env=False) as response:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
                     continue
@@ -95,8 +122,11 @@ def fetch(url: str, allow: Sequence[str] = (), max_bytes: int = 25 * 1024**2,
                     if len(body) > max_bytes:
                         raise FetchError("too_large", f"{url[:120]} is larger than "
                                          f"{max_bytes // 1024**2} MB")
+                    if time.monotonic() > deadline:
+                        raise FetchError("fetch_timeout", f"{url[:120]} took longer than "
+                                         f"{timeout:g} s")
                 return bytes(body)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
             raise FetchError("unreachable_url", f"{url[:120]} could not be fetched: "
                              f"{type(exc).__name__}: {exc}") from exc
     raise FetchError("fetch_failed", f"{url[:120]} redirects more than {MAX_REDIRECTS} times")

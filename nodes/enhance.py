@@ -7,6 +7,7 @@ an API can report "classic:lanczos+sharpen" rather than pretend.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from PIL import Image as PILImage
@@ -64,8 +65,19 @@ def upscale_with(ctx: NodeContext, image: PILImage.Image, scale: float, model: s
     handle = None if model == "lanczos" else optional_model(ctx, "upscaler", model)
     if handle is None:
         return _retouch().lanczos_upscale(image, scale), CLASSIC_UPSCALE
+    native = int(handle.call("native_scale"))
+    if native < 2:
+        raise ValueError(f"upscaler {handle.id} does not enlarge (its native scale is "
+                         f"{native}); pick an upscaler of 2x or more")
     result = image
     while result.width < target[0] or result.height < target[1]:
+        # A full pass then a resize down keeps the most detail; but where the pass would
+        # build a picture beyond MAX_SIDE, the last pass starts from just the pixels it
+        # needs (a 4x model asked for 4096 px from 4000 px does not make 16000 px).
+        need = (math.ceil(target[0] / native), math.ceil(target[1] / native))
+        if max(result.size) * native > MAX_SIDE and result.width >= need[0] \
+                and result.height >= need[1]:
+            result = result.resize(need, PILImage.Resampling.LANCZOS)
         final: dict[str, Any] = {}
         for batch in handle.stream("upscale", result, tile=tile):
             for update in batch:

@@ -45,6 +45,18 @@ def _normalise(image: PILImage.Image) -> PILImage.Image:
     """RGB, RGBA or L: the modes every image node handles (palette, CMYK, 16-bit...)."""
     if image.mode in ("RGB", "RGBA", "L"):
         return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Pillow clips these to 8 bits rather than scaling: a 16-bit picture would come
+        # out white. 16-bit values scale by 1/257; wider ones by their own range.
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float64)
+        high = float(values.max()) if values.size else 0.0
+        if high > 65535:
+            values = values * (255.0 / high)
+        elif high > 255 or image.mode.startswith("I;16"):
+            values = values / 257.0
+        return PILImage.fromarray(values.clip(0, 255).round().astype(np.uint8), "L")
     return image.convert("RGBA" if _has_alpha(image) else "RGB")
 
 

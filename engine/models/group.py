@@ -29,7 +29,7 @@ class Failed:
         self.error = error
 
 
-@dataclass
+@dataclass(eq=False)  # calls are told apart by identity: their kwargs may hold images
 class _Call:
     kwargs: dict[str, Any]
     key: Hashable
@@ -47,11 +47,14 @@ class StreamGroups:
 
     def __init__(self, function: GroupFunction, key: Callable[[dict[str, Any]], Hashable],
                  submit_work: Callable[[Callable[[], None]], Any], max_items: int,
-                 gather: float = 0.02) -> None:
+                 gather: float = 0.02,
+                 limit: Callable[[dict[str, Any]], int] | None = None) -> None:
         self.function = function
         self.key = key
         self.submit_work = submit_work
         self.max_items = max_items
+        # Items a group led by these kwargs may hold (big pictures: fewer), at most max_items.
+        self.limit = limit
         self.gather = gather
         self._lock = threading.Lock()
         self._waiting: list[_Call] = []
@@ -64,7 +67,12 @@ class StreamGroups:
         call = _Call(kwargs, self.key(kwargs), size)
         with self._lock:
             self._waiting.append(call)
-        self.submit_work(self._run_next)
+        try:
+            self.submit_work(self._run_next)
+        except BaseException:  # the host is closing: the call must not wait for ever
+            with self._lock:
+                self._waiting = [c for c in self._waiting if c is not call]
+            raise
         return call.items
 
     def _take(self) -> list[_Call]:
@@ -72,12 +80,15 @@ class StreamGroups:
             if not self._waiting:
                 return []
             first = self._waiting[0]
+            most = self.max_items if self.limit is None else \
+                max(1, min(self.max_items, self.limit(first.kwargs)))
             taken, total = [], 0
             for call in self._waiting:
-                if call.key == first.key and (not taken or total + call.size <= self.max_items):
+                if call.key == first.key and (not taken or total + call.size <= most):
                     taken.append(call)
                     total += call.size
-            self._waiting = [c for c in self._waiting if c not in taken]
+            chosen = {id(c) for c in taken}
+            self._waiting = [c for c in self._waiting if id(c) not in chosen]
             return taken
 
     @property
@@ -107,13 +118,13 @@ class StreamGroups:
             if len(results) != len(taken):
                 raise RuntimeError(f"grouped call returned {len(results)} results for "
                                    f"{len(taken)} calls")
+            self.batches += 1
+            self.items += sum(c.size for c in taken)
         except BaseException as exc:  # every caller gets the failure, nobody hangs
             for call in taken:
                 call.items.put(Failed(exc))
                 call.items.put(END)
             return
-        self.batches += 1
-        self.items += sum(c.size for c in taken)
         for call, result in zip(taken, results, strict=True):
             call.items.put(result)
             call.items.put(END)

@@ -6,7 +6,8 @@ Backends are plain classes named in the manifest (``"module:Class"``), construct
 ``batchable = {"method": max_items}``, and streamed methods whose concurrent calls run
 together in ``grouped = {"method": max_items}`` (see ``engine.models.group``; such a
 method takes ``(calls, emit)`` and the backend's ``group_key(method, kwargs)`` says
-which calls may share a run).
+which calls may share a run; an optional ``group_limit(method, kwargs)`` caps the items
+of a run led by such a call).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class Host:
             getattr(self.backend, name),
             lambda kwargs, name=name: self.backend.group_key(name, kwargs),
             self._worker.submit, max_items=1 if alone else size,
-            gather=0.0 if alone else float(manifest.options.get("batch_gather", 0.02)))
+            gather=0.0 if alone else float(manifest.options.get("batch_gather", 0.02)),
+            limit=(lambda kwargs, name=name: self.backend.group_limit(name, kwargs))
+            if hasattr(self.backend, "group_limit") else None)
             for name, size in grouped.items()}
 
     def _on_worker(self, function: Any) -> Any:

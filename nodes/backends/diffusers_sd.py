@@ -50,11 +50,15 @@ class DiffusersBackend:
     # -- what the model host calls -----------------------------------------------------
 
     def group_key(self, method: str, kwargs: dict[str, Any]) -> Hashable:
-        image = kwargs.get("image")
-        size = image.size if image is not None else (kwargs.get("width"),
-                                                     kwargs.get("height"))
+        size = _call_size(kwargs)
         return (size, kwargs.get("steps"), kwargs.get("cfg"), kwargs.get("denoise"),
                 kwargs.get("sampler", "default"), kwargs.get("scheduler", "normal"))
+
+    def group_limit(self, method: str, kwargs: dict[str, Any]) -> int:
+        """Images one batched call may hold at this size: MAX_GROUP at 512x512 and fewer
+        above, so that shared runs never need more memory than two 1024 px pictures."""
+        width, height = _call_size(kwargs)
+        return max(1, MAX_GROUP * 512 * 512 // max(1, width * height))
 
     def text_to_image(self, calls: list[dict[str, Any]], emit: Emit) -> list[dict[str, Any]]:
         """Each call: prompt, negative_prompt, width, height, steps, cfg, seed, batch_size,
@@ -148,6 +152,12 @@ def _load(manifest: ModelManifest, weights: Path, dtype: Any) -> Any:
             else StableDiffusionPipeline
         return loader.from_single_file(str(weights), dtype=dtype, local_files_only=True)
     return DiffusionPipeline.from_pretrained(str(weights), dtype=dtype)
+
+
+def _call_size(kwargs: dict[str, Any]) -> tuple[int, int]:
+    image = kwargs.get("image")
+    return image.size if image is not None else (int(kwargs.get("width") or 512),
+                                                 int(kwargs.get("height") or 512))
 
 
 def _size(call: dict[str, Any]) -> int:

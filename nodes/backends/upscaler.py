@@ -41,6 +41,10 @@ class UpscalerBackend:
 
     # -- what the model host calls -----------------------------------------------------
 
+    def native_scale(self) -> int:
+        """How many times one pass enlarges each side."""
+        return self.scale
+
     def upscale(self, image: Image.Image, tile: int = 256,
                 overlap: int = 16) -> Iterator[dict[str, Any]]:
         """Streams ``{"tile", "total"}`` after each tile, then ``{"image", "scale",
@@ -54,10 +58,12 @@ class UpscalerBackend:
         for index, box in enumerate(boxes, start=1):
             part = self._run_tile(pixels, box, max(overlap, 0))
             if output is None:  # allocated once the net's output channels are known
+                # uint8, not float: a 4096 px result is 50 MB this way, 200 MB as floats
                 output = torch.empty(1, part.shape[1], height * self.scale,
-                                     width * self.scale)
+                                     width * self.scale, dtype=torch.uint8)
             left, top, right, bottom = (side * self.scale for side in box)
-            output[..., top:bottom, left:right] = part
+            output[..., top:bottom, left:right] = (part.clamp(0, 1) * 255.0).round().to(
+                torch.uint8)
             yield {"tile": index, "total": len(boxes)}
         assert output is not None  # tile_boxes always gives at least one box
         result = _to_image(output).convert("RGB")
@@ -109,7 +115,10 @@ def _to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def _to_image(tensor: torch.Tensor) -> Image.Image:
-    array = (tensor[0].clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+    """A 1xCxHxW tensor, uint8 or float in [0, 1], as a PIL image (L or RGB)."""
+    if tensor.dtype != torch.uint8:
+        tensor = (tensor.clamp(0, 1) * 255.0).round().to(torch.uint8)
+    array = tensor[0].numpy()
     if array.shape[0] == 1:
         return Image.fromarray(array[0])
     return Image.fromarray(np.ascontiguousarray(array[:3].transpose(1, 2, 0)))

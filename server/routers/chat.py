@@ -14,7 +14,7 @@ from engine.errors import NodeError
 from server.deps import State
 from server.errors import ApiError
 from server.services import artwork, chat
-from server.services.runs import stream
+from server.services.runs import stream, until_done
 from server.state import AppState
 
 router = APIRouter(tags=["core"])
@@ -47,7 +47,7 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
         return chat.ChatOut(conversation_id=conversation_id, text=text, media=media)
     conversation_id, graph, inputs = chat.plan(state, body)
     record = state.runs.start(graph, inputs)
-    await asyncio.to_thread(record.handle.wait, 3600)
+    await until_done(record.handle, 3600)
     result = record.handle.result(0)
     if result.status != "success":
         raise _failure(result.error, body.provider)

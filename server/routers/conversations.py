@@ -33,6 +33,8 @@ async def conversation_messages(conversation_id: str, state: State,
 async def delete_conversation(conversation_id: str, state: State) -> dict[str, Any]:
     files = await asyncio.to_thread(state.conversations.media_files, conversation_id)
     deleted = await asyncio.to_thread(state.conversations.delete, conversation_id)
+    # An edit session is keyed by its conversation: its versions are the files just listed.
+    await asyncio.to_thread(state.edit_sessions.delete, conversation_id)
     removed = 0
     for file_id in files:
         try:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
-from PIL import Image
+from PIL import Image, ImageOps
 from pydantic import BaseModel, Field, ValidationError
 
 from server.deps import State
@@ -17,7 +17,17 @@ from server.errors import ApiError
 from server.routers.uploads import image_suffix
 from server.services import artwork
 from server.services.chat import ChatIn, remember
-from server.services.media import file_url, image_size, local_id, own_hosts, resolve_image
+from server.services.media import (
+    FORMATS,
+    Source,
+    as_png,
+    file_url,
+    image_size,
+    load_source,
+    local_id,
+    own_hosts,
+    resolve_image,
+)
 from server.state import AppState
 from server.storage.edit_sessions import EditState, Version
 
@@ -47,22 +57,39 @@ class ImageOut(EditState):
     result: dict[str, Any] | None = None
 
 
-def _without_metadata(data: bytes) -> bytes:
-    """The picture re-encoded from its pixels only (no EXIF location, no comments)."""
-    with Image.open(io.BytesIO(data)) as opened:
+def _cleaned(data: bytes, strip: bool) -> bytes:
+    """The upload as stored: PNG/JPEG/WEBP/GIF bytes (other formats become PNG). ``strip``
+    re-encodes it from its pixels (no EXIF location, no comments), turned upright first
+    as its EXIF orientation says, its colour profile kept."""
+    if not strip:
+        return data if image_suffix(data[:16]) else as_png(data)
+    with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
         opened.load()
-        fmt = opened.format or "PNG"
-        pixels = opened.copy()
+        fmt = opened.format if opened.format in ("PNG", "JPEG", "WEBP", "GIF") else "PNG"
+        icc = opened.info.get("icc_profile")
+        upright = ImageOps.exif_transpose(opened)
+    if fmt == "PNG" and upright.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
+        upright = upright.convert("RGBA" if "A" in upright.mode else "RGB")
+    if fmt == "JPEG" and upright.mode not in ("L", "RGB", "CMYK"):
+        upright = upright.convert("RGB")
+    options: dict[str, Any] = {"icc_profile": icc} if icc else {}
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = 95
     buffer = io.BytesIO()
-    pixels.save(buffer, format=fmt if fmt in ("PNG", "JPEG", "WEBP", "GIF") else "PNG")
+    upright.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
-async def _uploaded(state: AppState, request: Request) -> tuple[str, str | None]:
-    """(file id, instruction) from a multipart upload or a JSON ``{image_url}``."""
+async def _uploaded(state: AppState, request: Request) -> tuple[Source, str | None]:
+    """(the checked picture, not stored yet; instruction) from a multipart upload or a
+    JSON ``{image_url}``."""
+    limit = state.settings.max_upload_mb * 1024 * 1024
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + 1024 * 1024:
+        raise ApiError(413, "file_too_large", f"File too large. Max "
+                       f"{state.settings.max_upload_mb}MB.")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        limit = state.settings.max_upload_mb * 1024 * 1024
-        form = await request.form(max_part_size=limit + 1)
+        form = await request.form(max_files=1, max_fields=4, max_part_size=64 * 1024)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "file_required", "send the picture as the multipart field "
@@ -71,13 +98,12 @@ async def _uploaded(state: AppState, request: Request) -> tuple[str, str | None]
         if len(data) > limit:
             raise ApiError(413, "file_too_large", f"File too large. Max "
                            f"{state.settings.max_upload_mb}MB.")
-        await asyncio.to_thread(image_size, data, "the upload")
-        if str(form.get("strip_metadata", "true")).lower() not in ("false", "0", "no"):
-            data = await asyncio.to_thread(_without_metadata, data)
-        file_id = await asyncio.to_thread(state.files.save, data,
-                                          image_suffix(data[:16]) or ".png")
+        size = await asyncio.to_thread(image_size, data, "the upload")
+        strip = str(form.get("strip_metadata", "true")).lower() not in ("false", "0", "no")
+        data = await asyncio.to_thread(_cleaned, data, strip)
         instruction = form.get("instruction")
-        return file_id, instruction if isinstance(instruction, str) and instruction else None
+        source = Source(size=size, data=data, suffix=image_suffix(data[:16]) or ".png")
+        return source, instruction if isinstance(instruction, str) and instruction else None
     try:
         body = await request.json()
     except ValueError:
@@ -85,9 +111,32 @@ async def _uploaded(state: AppState, request: Request) -> tuple[str, str | None]
             from None
     if not isinstance(body, dict) or not isinstance(body.get("image_url"), str):
         raise ApiError(400, "image_required", "image_url is required")
-    file_id = await resolve_image(state, body["image_url"], request.url.hostname)
+    source = await load_source(state, body["image_url"], request.url.hostname)
     instruction = body.get("instruction")
-    return file_id, instruction if isinstance(instruction, str) and instruction else None
+    return source, instruction if isinstance(instruction, str) and instruction else None
+
+
+def _chat_request(session_id: str, source_url: str | None, body: MessageIn) -> ChatIn:
+    """The /chat edit request a session message stands for (the sidecar's mapping)."""
+    text = f"edit {source_url} {body.message}" if source_url else body.message
+    fields = {**body.extra, "message": text, "mode": "edit", "conversation_id": session_id}
+    if body.model:  # the sidecar's `model` is the image model; extra may name it too
+        fields["imgModel"] = body.model
+    try:
+        return ChatIn.model_validate(fields)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_extra", f"extra settings are not valid: {exc}") from None
+
+
+async def _record(state: AppState, session_id: str, chat: ChatIn, body: MessageIn,
+                  text: str, media: dict[str, Any], parent: str) -> dict[str, Any]:
+    """Store the edit's turn and its pictures as versions; the /chat response it made."""
+    await asyncio.to_thread(remember, state, chat, session_id, text, media)
+    for url in media["images"]:
+        await asyncio.to_thread(state.edit_sessions.add, session_id, Version(
+            url=url, instruction=body.message, created_at=time.time(), parent_url=parent,
+            settings=media["edit_settings"]))
+    return {"conversation_id": session_id, "text": text, "media": media}
 
 
 async def _edit(state: AppState, session_id: str, body: MessageIn,
@@ -95,23 +144,10 @@ async def _edit(state: AppState, session_id: str, body: MessageIn,
     current = state.edit_sessions.get(session_id)
     if not current.active_image_url:
         raise ApiError(400, "no_active_image", "No active image. Upload an image first.")
-    try:
-        fields = {**body.extra, "message": f"edit {current.active_image_url} {body.message}",
-                  "mode": "edit", "conversation_id": session_id}
-        if body.model:  # the sidecar's `model` is the image model; extra may name it too
-            fields["imgModel"] = body.model
-        chat = ChatIn.model_validate(fields)
-    except ValidationError as exc:
-        raise ApiError(400, "invalid_extra", f"extra settings are not valid: {exc}") from None
+    chat = _chat_request(session_id, current.active_image_url, body)
     text, media = await artwork.edit(state, chat, host)
-    await asyncio.to_thread(remember, state, chat, session_id, text, media)
-    new_state = current
-    for url in media["images"]:
-        new_state = await asyncio.to_thread(state.edit_sessions.add, session_id, Version(
-            url=url, instruction=body.message, created_at=time.time(),
-            parent_url=current.active_image_url, settings=media["edit_settings"]))
-    raw = {"conversation_id": session_id, "text": text, "media": media}
-    return raw, new_state
+    raw = await _record(state, session_id, chat, body, text, media, current.active_image_url)
+    return raw, state.edit_sessions.get(session_id)
 
 
 @router.get("/v1/edit-sessions/{session_id}", response_model=EditState)
@@ -126,14 +162,26 @@ def delete_session(state: State, session_id: str = SessionId) -> dict[str, bool]
 
 
 @router.post("/v1/edit-sessions/{session_id}/image", response_model=ImageOut,
-             response_model_exclude_none=True)
+             response_model_exclude_unset=True)
 async def set_image(request: Request, state: State, session_id: str = SessionId) -> ImageOut:
-    file_id, instruction = await _uploaded(state, request)
-    started = await asyncio.to_thread(state.edit_sessions.start, session_id, file_url(file_id))
+    source, instruction = await _uploaded(state, request)
     if instruction is None:
+        file_id = await source.keep(state)
+        started = await asyncio.to_thread(state.edit_sessions.start, session_id,
+                                          file_url(file_id))
         return ImageOut(**started.model_dump())
-    raw, latest = await _edit(state, session_id, MessageIn(message=instruction),
-                              request.url.hostname)
+    try:
+        body = MessageIn(message=instruction)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_instruction", f"instruction: {exc.errors()[0]['msg']}") \
+            from None
+    # The edit runs (and is checked) first: a refused one leaves the old session as it was.
+    chat = _chat_request(session_id, None, body)
+    text, media = await artwork.edit(state, chat, request.url.hostname, source=source)
+    original = media["source_image"]
+    await asyncio.to_thread(state.edit_sessions.start, session_id, original)
+    raw = await _record(state, session_id, chat, body, text, media, original)
+    latest = state.edit_sessions.get(session_id)
     return ImageOut(**latest.model_dump(), result=raw)
 
 
@@ -172,3 +220,16 @@ async def revert(state: State, session_id: str = SessionId,
                        f"0-{len(current.versions) - 1}")
     return await asyncio.to_thread(state.edit_sessions.activate, session_id,
                                    current.versions[index].url, False)
+
+
+@router.delete("/v1/edit-sessions/{session_id}/version")
+async def delete_version(state: State, session_id: str = SessionId,
+                         image_url: str = Query(..., min_length=1, max_length=4096)
+                         ) -> dict[str, Any]:
+    current = state.edit_sessions.get(session_id)
+    if not any(v.url == image_url for v in current.versions):
+        raise ApiError(404, "version_not_found", "no version of this session has that "
+                       "image_url")
+    latest = await asyncio.to_thread(state.edit_sessions.remove_version, session_id,
+                                     image_url)
+    return {"ok": True, **latest.model_dump()}

@@ -13,7 +13,7 @@ from server.deps import State
 from server.errors import ApiError
 from server.services import capabilities as caps
 from server.services.graphs import load_named
-from server.services.media import MAX_SIDE, file_url, image_size, resolve_image
+from server.services.media import MAX_SIDE, Source, file_url, image_size, load_source
 from server.services.runs import finish
 from server.state import AppState
 
@@ -94,10 +94,8 @@ _SIDES = {"left": ("left",), "right": ("right",), "up": ("top",), "down": ("bott
           "all": ("left", "right", "top", "bottom")}
 
 
-async def _source(state: AppState, request: Request, url: str) -> tuple[str, tuple[int, int]]:
-    file_id = await resolve_image(state, url, request.url.hostname)
-    size = await asyncio.to_thread(lambda: image_size(state.files.read(file_id)))
-    return file_id, size
+async def _source(request: Request, state: AppState, url: str) -> Source:
+    return await load_source(state, url, request.url.hostname)
 
 
 def _cap(size: tuple[int, int], what: str) -> None:
@@ -133,9 +131,11 @@ def get_capability(feature: str, state: State) -> caps.Capability:
 @router.post("/v1/enhance", response_model=EnhanceOut)
 async def enhance(body: EnhanceIn, request: Request, state: State) -> EnhanceOut:
     scale = 1 if body.mode == "faces" else body.scale
-    file_id, size = await _source(state, request, body.image_url)
+    source = await _source(request, state, body.image_url)
+    size = source.size
     _cap((size[0] * scale, size[1] * scale), "enhanced image")
     model = _upscaler_id(state, None, body.mode) if scale > 1 else ""
+    file_id = await source.keep(state)
     out = await finish(state.runs, load_named(state.graphs_dir, "enhance"),
                        {"image": file_id, "mode": body.mode, "scale": scale, "model": model},
                        "enhance")
@@ -148,7 +148,8 @@ async def enhance(body: EnhanceIn, request: Request, state: State) -> EnhanceOut
 @router.post("/v1/upscale", response_model=UpscaleOut)
 async def upscale(body: UpscaleIn, request: Request, state: State) -> UpscaleOut:
     model = _upscaler_id(state, body.model, "upscale")
-    file_id, size = await _source(state, request, body.image_url)
+    source = await _source(request, state, body.image_url)
+    size = source.size
     scale: float = body.scale
     if body.width or body.height:  # a target size wins over the factor, keeping the aspect
         scale = max((body.width or 0) / size[0], (body.height or 0) / size[1])
@@ -156,6 +157,7 @@ async def upscale(body: UpscaleIn, request: Request, state: State) -> UpscaleOut
             raise ApiError(400, "invalid_size", "width/height must not be smaller than the "
                            f"image ({size[0]}x{size[1]})")
     _cap((round(size[0] * scale), round(size[1] * scale)), "upscaled image")
+    file_id = await source.keep(state)
     out = await finish(state.runs, load_named(state.graphs_dir, "upscale"),
                        {"image": file_id, "scale": scale, "model": model}, "upscale")
     return UpscaleOut(media=Media(images=[file_url(out["file"])]), model_used=out["method"],
@@ -172,8 +174,9 @@ async def background(body: BackgroundIn, request: Request, state: State) -> Back
         if caps.painter(state) is None:
             raise ApiError(503, "feature_unavailable", "background replace needs a diffusion "
                            "or inpainting model; none is installed")
-    file_id, size = await _source(state, request, body.image_url)
-    inputs: dict[str, Any] = {"image": file_id, "action": body.action,
+    source = await _source(request, state, body.image_url)
+    size = source.size
+    inputs: dict[str, Any] = {"image": await source.keep(state), "action": body.action,
                               "prompt": body.prompt or "",
                               "negative_prompt": body.negative_prompt,
                               "blur_strength": body.blur_strength}
@@ -186,13 +189,14 @@ async def background(body: BackgroundIn, request: Request, state: State) -> Back
 
 @router.post("/v1/outpaint", response_model=OutpaintOut)
 async def outpaint(body: OutpaintIn, request: Request, state: State) -> OutpaintOut:
-    file_id, size = await _source(state, request, body.image_url)
+    source = await _source(request, state, body.image_url)
+    size = source.size
     sides = {side: body.extend_pixels for side in _SIDES[body.direction]}
     new_size = (size[0] + sides.get("left", 0) + sides.get("right", 0),
                 size[1] + sides.get("top", 0) + sides.get("bottom", 0))
     _cap(new_size, "outpainted image")
     out = await finish(state.runs, load_named(state.graphs_dir, "outpaint"),
-                       {"image": file_id, "prompt": body.prompt,
+                       {"image": await source.keep(state), "prompt": body.prompt,
                         "negative_prompt": body.negative_prompt, **sides}, "outpaint")
     return OutpaintOut(media=Media(images=[file_url(out["file"])]),
                        direction_used=body.direction, original_size=size,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -18,7 +17,7 @@ from server.deps import State
 from server.errors import ApiError
 from server.serialize import jsonable
 from server.services.graphs import graph_names, load_named
-from server.services.runs import RunRecord, stream
+from server.services.runs import RunRecord, stream, until_done
 from server.state import AppState
 
 router = APIRouter(tags=["engine"])
@@ -93,7 +92,7 @@ def _view(state: AppState, record: RunRecord) -> RunView:
 async def _start(state: AppState, graph: Graph, request: RunRequest) -> RunView:
     record = state.runs.start(graph, request.inputs, outputs=request.outputs)
     if request.wait:
-        done = await asyncio.to_thread(record.handle.wait, request.timeout)
+        done = await until_done(record.handle, request.timeout)
         if not done:
             raise ApiError(504, "run_timeout", f"run {record.run_id} is still running after "
                            f"{request.timeout:g} s; follow it at /runs/{record.run_id}")

@@ -5,7 +5,6 @@ Both run ``graphs/chat.yaml``; the official ``openai`` client works against them
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models.store import ModelNotFoundError
 from server.deps import State
 from server.services.graphs import load_named
-from server.services.runs import stream
+from server.services.runs import stream, until_done
 from server.state import AppState
 
 router = APIRouter(tags=["openai"])
@@ -111,7 +110,7 @@ async def chat_completions(request: ChatRequest, state: State) -> Any:
         return StreamingResponse(_chunks(record.handle, completion_id, created, model),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    await asyncio.to_thread(record.handle.wait, 3600)
+    await until_done(record.handle, 3600)
     result = record.handle.result(0)
     if result.status != "success":
         message = result.error.message if result.error else result.status

@@ -16,7 +16,7 @@ from server.services import presets
 from server.services.capabilities import named_model
 from server.services.chat import ChatIn
 from server.services.graphs import load_named
-from server.services.media import file_url, resolve_image
+from server.services.media import Source, file_url, load_source
 from server.services.runs import finish
 from server.state import AppState
 
@@ -28,6 +28,7 @@ EDIT_DEFAULTS: dict[str, Any] = {"mode": "", "steps": 30, "cfg": 5.5, "denoise":
                                  "seed": -1, "sampler": "euler", "scheduler": "normal",
                                  "ckpt": "", "mask": ""}
 _UNSUPPORTED = {"cn", "cn-strength", "controlnet", "lora"}
+MAX_FRAMES, MAX_VIDEO_SIDE = 64, 1536  # video.ImageToVideo's frames; ChatIn's vidWidth
 MOTIONS = ("zoom_in", "zoom_out", "pan_left", "pan_right", "pan_up", "pan_down", "parallax")
 
 
@@ -40,6 +41,28 @@ def _diffusion_model(state: AppState, requested: str | None) -> str:
     if not requested:
         return ""
     return named_model(state, "diffusion", requested, "image model")
+
+
+def check_settings(state: AppState, values: dict[str, Any]) -> None:
+    """Sampling settings checked against image.ImageToImage's own inputs (ranges, sampler
+    names) before anything is fetched or stored; 400 ``invalid_flag`` naming the flag."""
+    definition = state.registry.get("image.ImageToImage")
+    specs = {i.name: i for i in definition.spec.inputs} if definition else {}
+    for name, value in values.items():
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        if spec.choices is not None and value not in spec.choices:
+            raise ApiError(400, "invalid_flag", f"--{name} {value!r} is not one of "
+                           + ", ".join(map(str, spec.choices)))
+        low = spec.min if spec.min is not None else float("-inf")
+        high = spec.max if spec.max is not None else float("inf")
+        if isinstance(value, (int, float)) and not low <= value <= high:
+            raise ApiError(400, "invalid_flag", f"--{name} must be between {low:g} and "
+                           f"{high:g} (got {value})")
+    if "steps" in values and "denoise" in values and int(values["steps"] * values["denoise"]) < 1:
+        raise ApiError(400, "invalid_flag", f"--steps {values['steps']} at --denoise "
+                       f"{values['denoise']} leaves no denoising step; raise either")
 
 
 def split_source(message: str) -> tuple[str | None, str]:
@@ -103,12 +126,16 @@ async def imagine(state: AppState, body: ChatIn, host: str | None) -> tuple[str,
     prompt = _MODE_WORD.sub("", body.message).strip() or body.message
     settings = _image_settings(body)
     if body.imgReference:  # img2img from a reference: HomePilot's denoise mapping
-        source = await resolve_image(state, body.imgReference, host)
         denoise = round(0.15 + 0.70 * body.imgRefStrength, 3)
+        check_settings(state, {"steps": settings["steps"], "denoise": denoise})
+        reference = await load_source(state, body.imgReference, host)
         out = await finish(state.runs, load_named(state.graphs_dir, "edit"), {
-            "image": source, "prompt": prompt, "denoise": denoise, "steps": settings["steps"],
-            "cfg": settings["cfg"], "seed": settings["seed"], "model": model}, "imagine")
+            "image": await reference.keep(state), "prompt": prompt, "denoise": denoise,
+            "steps": settings["steps"], "cfg": settings["cfg"], "seed": settings["seed"],
+            "model": model}, "imagine")
         seeds = [out["seed"]]
+        # The picture keeps the reference's size (one picture: imgBatchSize does not apply).
+        settings["width"], settings["height"] = reference.size
     else:
         out = await finish(state.runs, load_named(state.graphs_dir, "imagine"), {
             "prompt": prompt, **settings, "batch_size": body.imgBatchSize, "model": model},
@@ -121,26 +148,39 @@ async def imagine(state: AppState, body: ChatIn, host: str | None) -> tuple[str,
     return "Here you go.", media
 
 
-async def edit(state: AppState, body: ChatIn, host: str | None) -> tuple[str, dict]:
-    source_ref, rest = split_source(body.message)
-    if source_ref is None:
+async def edit(state: AppState, body: ChatIn, host: str | None,
+               source: Source | None = None) -> tuple[str, dict]:
+    """``source``: a picture already loaded (an edit session's new upload), used instead
+    of one named in the message; it is stored only once the request has been checked."""
+    source_ref, rest = split_source(body.message) if source is None else (None, body.message)
+    if source_ref is None and source is None:
         raise ApiError(400, "image_required", "To edit, upload an image first (or paste an "
                        "image URL).")
     instruction, settings = parse_flags(_MODE_WORD.sub("", rest))
     if not instruction:
         raise ApiError(400, "instruction_required", "say how the picture should change, "
                        "e.g. 'edit <url> make the sky blue'")
-    model = _diffusion_model(state, settings["ckpt"] or body.imgModel)
-    source = await resolve_image(state, source_ref, host)
-    inputs = {"image": source, "prompt": instruction, "steps": settings["steps"],
+    check_settings(state, {k: settings[k] for k in ("steps", "cfg", "denoise", "seed",
+                                                     "sampler", "scheduler")})
+    requested = settings["ckpt"] or body.imgModel
+    if settings["mask"]:  # inpainting: a dedicated inpainting model unless one is named
+        _diffusion_model(state, None)
+        model = named_model(state, ("inpaint", "diffusion"), requested, "image model") \
+            if requested else ""
+    else:
+        model = _diffusion_model(state, requested)
+    loaded = source or await load_source(state, source_ref or "", host)
+    mask = await load_source(state, settings["mask"], host) if settings["mask"] else None
+    source_id = await loaded.keep(state)  # every check has passed: now it may be stored
+    inputs = {"image": source_id, "prompt": instruction, "steps": settings["steps"],
               "cfg": settings["cfg"], "denoise": settings["denoise"], "seed": settings["seed"],
               "sampler": settings["sampler"], "scheduler": settings["scheduler"], "model": model}
     mask_url = None
-    if settings["mask"]:
-        mask = await resolve_image(state, settings["mask"], host)
-        mask_url = file_url(mask)
+    if mask is not None:
+        mask_id = await mask.keep(state)
+        mask_url = file_url(mask_id)
         out = await finish(state.runs, load_named(state.graphs_dir, "inpaint"),
-                           {**inputs, "mask": mask, "model": ""}, "edit")
+                           {**inputs, "mask": mask_id}, "edit")
     else:
         out = await finish(state.runs, load_named(state.graphs_dir, "edit"), inputs, "edit")
     edit_settings = {
@@ -151,7 +191,7 @@ async def edit(state: AppState, body: ChatIn, host: str | None) -> tuple[str, di
         "controlnet_name": None, "controlnet_strength": None, "cn_enabled": False,
         "mask_url": mask_url, "loras": []}
     return "Done.", {"images": [file_url(f) for f in out["files"]],
-                     "edit_settings": edit_settings, "source_image": file_url(source)}
+                     "edit_settings": edit_settings, "source_image": file_url(source_id)}
 
 
 def _video_family(model: str | None) -> str:
@@ -177,9 +217,10 @@ async def animate(state: AppState, body: ChatIn, host: str | None) -> tuple[str,
     values = presets.video_preset(_video_family(body.vidModel), body.vidPreset,
                                   body.vidAspectRatio)["values"]
     fps = body.vidFps or values["fps"]
-    frames = min(body.vidSeconds * fps if body.vidSeconds else values["frames"], 64)
-    width = (body.vidWidth or body.imgWidth or values["width"]) // 8 * 8
-    height = (body.vidHeight or body.imgHeight or values["height"]) // 8 * 8
+    frames = max(2, min(body.vidSeconds * fps if body.vidSeconds else values["frames"],
+                        MAX_FRAMES))
+    width = min(body.vidWidth or body.imgWidth or values["width"], MAX_VIDEO_SIDE) // 8 * 8
+    height = min(body.vidHeight or body.imgHeight or values["height"], MAX_VIDEO_SIDE) // 8 * 8
     media: dict[str, Any] = {}
     if source_ref is None:  # HomePilot draws a starter picture at the video's size
         try:
@@ -196,7 +237,7 @@ async def animate(state: AppState, body: ChatIn, host: str | None) -> tuple[str,
                                         "seed": started["seed"], "width": width,
                                         "height": height, "model": started["model"]}
     else:
-        source = await resolve_image(state, source_ref, host)
+        source = await (await load_source(state, source_ref, host)).keep(state)
     steps = body.vidSteps or values["steps"]
     cfg = body.vidCfg if body.vidCfg is not None else values["cfg"]
     out = await finish(state.runs, load_named(state.graphs_dir, "animate"), {

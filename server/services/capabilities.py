@@ -45,10 +45,12 @@ def _ids(models: list[ModelManifest]) -> list[str]:
     return [m.id for m in models]
 
 
-def named_model(state: AppState, kind: str, requested: str, what: str) -> str:
-    """The id of the installed ``kind`` model a request names by id or weights file name;
-    404 listing what is installed otherwise."""
-    models = state.model_store.list(kind)
+def named_model(state: AppState, kind: str | tuple[str, ...], requested: str,
+                what: str) -> str:
+    """The id of the installed model of ``kind`` (or of any of several kinds) a request
+    names by id or weights file name; 404 listing what is installed otherwise."""
+    kinds = (kind,) if isinstance(kind, str) else kind
+    models = [m for k in kinds for m in state.model_store.list(k)]
     for manifest in models:
         if requested in (manifest.id, manifest.path.rsplit("/", 1)[-1]):
             return manifest.id
@@ -115,7 +117,8 @@ def capabilities(state: AppState) -> dict[str, Capability]:
                                installed_models=painters,
                                reason=None if paint else "no diffusion model installed: the "
                                "new area is filled from the edges (OpenCV)"),
-        "inpaint": Capability(available=paint is not None, endpoint="/v1/edit", model=paint,
+        # Inpainting is /chat's edit with --mask (HomePilot names a /v1/edit it lacks too).
+        "inpaint": Capability(available=paint is not None, endpoint="/chat", model=paint,
                               installed_models=painters, reason=None if paint else no_painter),
     }
     for feature, kind, endpoint in (("imagine", "diffusion", "/chat"),

@@ -69,8 +69,8 @@ class ChatIn(BaseModel):
     vidModel: str | None = Field(None, max_length=200)  # noqa: N815
     vidPreset: str | None = Field(None, max_length=20)  # noqa: N815
     vidAspectRatio: str | None = Field(None, max_length=10)  # noqa: N815
-    vidSteps: int | None = Field(None, ge=1, le=150)  # noqa: N815
-    vidCfg: float | None = Field(None, ge=0, le=30)  # noqa: N815
+    vidSteps: int | None = Field(None, ge=1, le=100)  # noqa: N815
+    vidCfg: float | None = Field(None, ge=0, le=20)  # noqa: N815
     vidDenoise: float | None = Field(None, ge=0, le=1)  # noqa: N815
     vidSeed: int | None = Field(None, ge=-1, le=2**31 - 1)  # noqa: N815
     vidNegativePrompt: str | None = Field(None, max_length=4000)  # noqa: N815

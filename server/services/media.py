@@ -2,8 +2,9 @@
 resolved to a file of our store before any graph runs, so bad input is refused up front.
 
 Remote URLs go through ``engine.fetch`` (no private or loopback addresses unless the
-allow-list says so). A fetched picture is stored only once it has been decoded and found
-within the size limits; nothing is written for a refused one.
+allow-list says so). A fetched picture is decoded and checked first, and stored only when
+the request using it has passed its own checks (``Source.keep``): nothing is written for
+a refused one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import struct
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
@@ -26,21 +29,53 @@ _FILE_ID = re.compile(r"f_[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
 _FILES_PATH = re.compile(r"^/files/(f_[0-9a-f]{20}(?:\.[a-z0-9]{1,8})?)$")
 
 
+# What a source picture may be (Pillow would open far more, e.g. EPS through Ghostscript).
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError,
+                  ValueError, EOFError, TypeError, IndexError, struct.error)
+
+
 def image_size(data: bytes, what: str = "the image") -> tuple[int, int]:
-    """(width, height) of a decodable picture within the edge cap, else a 400."""
+    """(width, height) of a picture that decodes in full within the edge cap, else 400."""
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            opened.verify()
-        with Image.open(io.BytesIO(data)) as opened:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
             size = opened.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError,
-            SyntaxError, ValueError) as exc:
+            if max(size) > MAX_SIDE:
+                raise ApiError(400, "image_too_large", f"{what} is {size[0]}x{size[1]}; the "
+                               f"largest side allowed is {MAX_SIDE} px")
+            opened.load()  # header checks pass truncated and corrupt files
+    except _DECODE_ERRORS as exc:
         raise ApiError(400, "not_an_image", f"{what} is not a picture that can be read "
-                       f"(PNG, JPEG, WEBP or GIF)") from exc
-    if max(size) > MAX_SIDE:
-        raise ApiError(400, "image_too_large", f"{what} is {size[0]}x{size[1]}; the largest "
-                       f"side allowed is {MAX_SIDE} px")
+                       f"(PNG, JPEG, WEBP, GIF, BMP or TIFF)") from exc
     return size
+
+
+def as_png(data: bytes) -> bytes:
+    """The picture re-encoded as PNG (RGB, or RGBA where it has transparency)."""
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
+        opened.load()
+        transparent = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
+        opened.convert("RGBA" if transparent else "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Source:
+    """A checked source picture: already in the store (``file_id``) or fetched and not
+    yet stored (``data``), so that a request refused later leaves nothing behind."""
+
+    size: tuple[int, int]
+    file_id: str | None = None
+    data: bytes | None = None
+    suffix: str = ".png"
+
+    async def keep(self, state: AppState) -> str:
+        """The store id, storing a fetched picture first (once)."""
+        if self.file_id is None:
+            assert self.data is not None
+            self.file_id = await asyncio.to_thread(state.files.save, self.data, self.suffix)
+        return self.file_id
 
 
 def local_id(state: AppState, source: str, own_hosts: set[str]) -> str | None:
@@ -61,18 +96,18 @@ def own_hosts(state: AppState, request_host: str | None) -> set[str]:
     return {h.lower() for h in hosts}
 
 
-def _check_local(state: AppState, file_id: str) -> str:
+def _check_local(state: AppState, file_id: str) -> Source:
     try:
         data = state.files.read(file_id)
     except EngineError as exc:
         raise ApiError(404, "image_not_found", f"Image not found on server: {file_id}") \
             from exc
-    image_size(data, f"file {file_id}")
-    return file_id
+    return Source(size=image_size(data, f"file {file_id}"), file_id=file_id)
 
 
-async def resolve_image(state: AppState, source: str, request_host: str | None) -> str:
-    """The store id of the picture ``source`` names, fetching a remote one first."""
+async def load_source(state: AppState, source: str, request_host: str | None) -> Source:
+    """The picture ``source`` names (a /files/ URL, an upload id or an http(s) URL),
+    fetched and checked; nothing is stored yet (``Source.keep`` does that)."""
     source = source.strip()
     if not source:
         raise ApiError(400, "image_required", "image_url is required")
@@ -89,18 +124,16 @@ async def resolve_image(state: AppState, source: str, request_host: str | None) 
                                        settings.fetch_timeout)
     except FetchError as exc:
         raise ApiError(400, exc.code, str(exc)) from exc
-    image_size(data, source[:120])
+    size = await asyncio.to_thread(image_size, data, source[:120])
     suffix = image_suffix(data[:16])
     if suffix is None:  # a format we do not serve as is (BMP, TIFF, ...): stored as PNG
-        data, suffix = await asyncio.to_thread(_as_png, data), ".png"
-    return await asyncio.to_thread(state.files.save, data, suffix)
+        data, suffix = await asyncio.to_thread(as_png, data), ".png"
+    return Source(size=size, data=data, suffix=suffix)
 
 
-def _as_png(data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.save(buffer, format="PNG")
-    return buffer.getvalue()
+async def resolve_image(state: AppState, source: str, request_host: str | None) -> str:
+    """The store id of the picture ``source`` names, storing a fetched one."""
+    return await (await load_source(state, source, request_host)).keep(state)
 
 
 def file_url(file_id: str) -> str:

@@ -104,13 +104,39 @@ async def stream(handle: RunHandle) -> AsyncIterator[Event]:
         unsubscribe()
 
 
+async def until_done(handle: RunHandle, timeout: float) -> bool:
+    """Wait for the run to end (True) or ``timeout`` to pass (False) without holding a
+    thread: a thread per waiting request would soon exhaust asyncio's small pool."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def on_event(event: Event) -> None:
+        if event.type in TERMINAL:
+            loop.call_soon_threadsafe(lambda: ended.done() or ended.set_result(None))
+
+    unsubscribe = handle.subscribe(on_event, replay=False)
+    try:
+        if not handle.done():
+            try:
+                await asyncio.wait_for(ended, timeout)
+            except TimeoutError:
+                return handle.done()
+        # The terminal event may go out just before the result is set.
+        return handle.done() or await asyncio.to_thread(handle.wait, 5)
+    finally:
+        unsubscribe()
+
+
 async def finish(service: RunService, graph: Graph, inputs: dict[str, Any],
                  what: str, timeout: float = 3600) -> dict[str, Any]:
     """Run a feature graph to the end; its outputs, or its failure as an API error."""
     from server.errors import ApiError
 
     record = service.start(graph, inputs)
-    await asyncio.to_thread(record.handle.wait, timeout)
+    if not await until_done(record.handle, timeout):
+        record.handle.cancel()
+        raise ApiError(504, "timeout", f"{what} took longer than {timeout:g} s and was "
+                       "cancelled")
     result = record.handle.result(0)
     if result.status == "success":
         return result.outputs

@@ -98,6 +98,21 @@ class EditSessions:
                            "WHERE id = ?", [url, time.time(), session_id])
         return self.get(session_id)
 
+    def remove_version(self, session_id: str, url: str) -> EditState:
+        """Forget one version. If it was the active picture, the most recent version left
+        becomes active (none left: the session is empty)."""
+        with self.db.write() as cursor:
+            cursor.execute("DELETE FROM edit_versions WHERE session_id = ? AND url = ?",
+                           [session_id, url])
+            cursor.execute("SELECT url FROM edit_versions WHERE session_id = ? "
+                           "ORDER BY seq DESC LIMIT 1", [session_id])
+            latest = cursor.fetchone()
+            cursor.execute("UPDATE edit_sessions SET active_image_url = CASE WHEN "
+                           "active_image_url = ? THEN ? ELSE active_image_url END, "
+                           "updated_at = ? WHERE id = ?",
+                           [url, latest[0] if latest else None, time.time(), session_id])
+        return self.get(session_id)
+
     @staticmethod
     def _push(cursor: Any, session_id: str, version: Version) -> None:
         cursor.execute("SELECT coalesce(max(seq), 0) FROM edit_versions WHERE session_id = ?",

@@ -34,6 +34,10 @@ def test_a_redirect_to_a_host_not_allowed_is_refused(picture_host):
     ("http://10.0.0.8/p.png", "url_not_allowed"),
     ("http://[::1]/p.png", "url_not_allowed"),
     ("http://169.254.169.254/", "url_not_allowed"),
+    ("http://[64:ff9b::a9fe:a9fe]/", "url_not_allowed"),  # NAT64 of 169.254.169.254
+    ("http://[2002:7f00:1::]/", "url_not_allowed"),  # 6to4 of 127.0.0.1
+    ("http://[::ffff:10.0.0.1]/", "url_not_allowed"),
+    ("https://example.com/a\tb.png", "invalid_url"),
     ("http://no-such-host.invalid/p.png", "unreachable_url"),
 ])
 def test_urls_that_may_not_be_fetched_say_why(url, code):

@@ -138,3 +138,32 @@ def test_with_batching_off_each_call_runs_alone(tmp_path: Path):
         host.close()
     assert [r[-1]["picture"] for r in results] == ["a@64x1", "b@64x1"]
     assert host.backend.runs == [["hold"], ["a"], ["b"]]
+
+
+class BigPainter(Painter):
+    """Caps a run at 2 items for big pictures."""
+
+    def group_limit(self, method: str, kwargs: dict[str, Any]) -> int:
+        return 2 if kwargs["size"] >= 128 else 4
+
+
+def test_a_backend_limit_keeps_runs_of_big_pictures_small(tmp_path: Path):
+    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
+                             path=str(tmp_path), backend=f"{__name__}:BigPainter",
+                             options={"batch_gather": 0})
+    host = Host(manifest, tmp_path, "cpu")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            held = pool.submit(_collect, host, prompt="hold", size=32)
+            assert host.backend.holding.wait(30)
+            futures = []
+            for prompt in ("a", "b", "c"):
+                futures.append(pool.submit(_collect, host, prompt=prompt, size=128))
+                while host.groups["paint"].waiting < len(futures):
+                    threading.Event().wait(0.01)
+            host.backend.release.set()
+            [f.result(30) for f in futures]
+            held.result(30)
+    finally:
+        host.close()
+    assert host.backend.runs[1:] == [["a", "b"], ["c"]]

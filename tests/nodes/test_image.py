@@ -236,3 +236,15 @@ def test_to_mask_takes_one_channel(run_node: RunNode, make_image: MakeImage) -> 
         assert mask.mode == "L" and mask.getpixel((0, 0)) == expected
     opaque = run_node(ToMask, image=make_image(2, 2, RED), channel="alpha")["mask"]
     assert set(opaque.getdata()) == {255}
+
+
+def test_a_16_bit_picture_loads_scaled_not_clipped(run_node: RunNode, tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "deep.png"
+    values = np.array([[0, 30000], [65535, 12850]], dtype=np.uint16)
+    Image.fromarray(values).save(path)
+    loaded = run_node(Load, path=str(path))["image"]
+    assert loaded.mode == "L"
+    assert list(loaded.getdata()) == [0, 117, 255, 50]

@@ -208,3 +208,41 @@ def test_rgba_input_keeps_alpha(backend: UpscalerBackend) -> None:
     # Alpha comes from resizing the input's alpha, not from the net.
     expected = image.getchannel("A").resize((80, 48), Image.Resampling.LANCZOS)
     assert np.array_equal(np.asarray(result.getchannel("A")), np.asarray(expected))
+
+
+def _upscale_with(store_root: Path, model_path: Path, registry, scale: float):
+    from engine.executors.local import LocalExecutor
+    from engine.files import FileStore
+    from engine.graph import Graph
+    from engine.models.local import LocalModels
+    from engine.models.store import ModelStore
+
+    store = ModelStore(store_root / "models")
+    store.register(_manifest(model_path))
+    models = LocalModels(store, 1024**3)
+    picture = store_root / "p.png"
+    _image(40, 24).save(picture)
+    graph = Graph.model_validate({"name": "up", "nodes": {
+        "load": {"type": "image.Load", "inputs": {"path": str(picture)}},
+        "up": {"type": "image.Upscale", "inputs": {"image": "${load.image}",
+                                                   "scale": scale}},
+    }, "outputs": {"image": "${up.image}", "method": "${up.method}"}})
+    executor = LocalExecutor(registry, files=FileStore(store_root / "files"), models=models)
+    try:
+        return executor.run(graph, timeout=60)
+    finally:
+        executor.close()
+        models.close()
+
+
+def test_an_upscaler_that_does_not_enlarge_is_refused_not_looped(tmp_path: Path, registry):
+    path = build_tiny_srvgg(tmp_path / "x1.pth", scale=1)
+    result = _upscale_with(tmp_path, path, registry, 2.0)
+    assert result.status == "failed" and "does not enlarge" in result.error.message
+
+
+def test_a_2x_upscaler_reaches_4x_in_two_passes(tmp_path: Path, registry):
+    path = build_tiny_srvgg(tmp_path / "x2.pth", scale=2)
+    result = _upscale_with(tmp_path, path, registry, 4.0)
+    assert result.status == "success", result.error
+    assert result.outputs["image"].size == (160, 96)

@@ -140,6 +140,10 @@ def test_an_allow_listed_local_host_may_serve_the_source(media_app, picture_host
      "model_not_found"),
     ({"message": "edit {source} blue --cn canny"}, 400, "unsupported_option"),
     ({"message": "edit {source} blue --steps many"}, 400, "invalid_flag"),
+    ({"message": "edit {source} blue --denoise 0"}, 400, "invalid_flag"),
+    ({"message": "edit {source} blue --steps 2 --denoise 0.2"}, 400, "invalid_flag"),
+    ({"message": "edit {source} blue --sampler warp"}, 400, "invalid_flag"),
+    ({"message": "edit {source} blue --ckpt nope.safetensors"}, 404, "model_not_found"),
 ])
 def test_bad_media_requests_are_refused_and_write_nothing(media_app, body, status, code):
     source = upload(media_app)

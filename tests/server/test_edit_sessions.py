@@ -57,6 +57,11 @@ def test_upload_two_messages_revert_select(media_app):
         "SELECT count(*) FROM edit_versions WHERE session_id = 'conv-1'")
     assert rows == [(4,)]
 
+    dropped = media_app.delete(f"{SESSION}/version", params={"image_url": state[
+        "active_image_url"]}).json()
+    assert dropped["ok"] is True and dropped["active_image_url"] == first_url
+    assert [v["url"] for v in dropped["versions"]] == [first_url, second_url, original]
+
     assert media_app.delete(SESSION).json() == {"ok": True}
     assert media_app.get(SESSION).json()["versions"] == []
 
@@ -94,3 +99,46 @@ def test_session_errors_are_clear_and_change_nothing(media_app):
     assert elsewhere.status_code == 400 and elsewhere.json()["code"] == "invalid_image_url"
     bad_id = media_app.get("/v1/edit-sessions/a b")
     assert bad_id.status_code == 422
+
+
+def test_a_refused_instruction_on_upload_keeps_the_old_session(media_app):
+    media_app.post(f"{SESSION}/image", files={"file": ("p.png", png(picture()), "image/png")})
+    before_state, before_files = media_app.get(SESSION).json(), stored_files(media_app)
+    for instruction, code in (("blue --steps 0", "invalid_flag"),
+                              ("x" * 10_001, "invalid_instruction")):
+        reply = media_app.post(f"{SESSION}/image", data={"instruction": instruction},
+                               files={"file": ("q.png", png(picture(32, 32)), "image/png")})
+        assert reply.status_code == 400 and reply.json()["code"] == code, reply.text
+    assert media_app.get(SESSION).json() == before_state
+    assert stored_files(media_app) == before_files
+
+
+def test_an_upload_with_an_instruction_starts_the_session_from_the_edit(media_app):
+    reply = media_app.post(f"{SESSION}/image", data={"instruction": "sepia --steps 2"},
+                           files={"file": ("p.png", png(picture()), "image/png")})
+    state = reply.json()
+    assert reply.status_code == 200, reply.text
+    edited = state["result"]["media"]["images"][0]
+    assert [v["url"] for v in state["versions"]] == [edited, state["original_image_url"]]
+    assert state["versions"][0]["parent_url"] == state["original_image_url"]
+    assert state["versions"][1]["parent_url"] is None  # null fields stay in the state
+
+
+def test_metadata_is_stripped_and_the_photo_turned_upright(media_app):
+    import io
+
+    from PIL import Image
+
+    photo = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    exif[0x010E] = "my secret description"
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", exif=exif.tobytes())
+    reply = media_app.post(f"{SESSION}/image",
+                           files={"file": ("p.jpg", buffer.getvalue(), "image/jpeg")})
+    url = reply.json()["original_image_url"]
+    stored = media_app.get(url).content
+    assert b"my secret description" not in stored
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.size == (20, 40) and not image.getexif()

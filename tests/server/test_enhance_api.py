@@ -158,3 +158,20 @@ def test_an_upscaler_preference_is_kept_and_checked(media_app):
     assert missing.status_code == 400 and missing.json()["code"] == "model_not_installed"
     assert media_app.post("/v1/edit-models/preference",
                           json={"mode": "photo", "model_id": TINY_UPSCALER}).status_code == 422
+
+
+def test_a_fetched_picture_is_not_stored_when_the_request_is_refused(media_app,
+                                                                   picture_host):
+    settings = media_app.app.state.homepilot.settings
+    settings.fetch_allow = "127.0.0.1"
+    try:
+        before = stored_files(media_app)
+        small = media_app.post("/v1/upscale", json={"image_url": f"{picture_host}/p.png",
+                                                    "width": 10})
+        wide = media_app.post("/v1/outpaint", json={"image_url": f"{picture_host}/p.png",
+                                                    "extend_pixels": 64})
+    finally:
+        settings.fetch_allow = ""
+    assert small.status_code == 400 and small.json()["code"] == "invalid_size"
+    assert wide.status_code == 200  # the same picture is fine where the request is
+    assert len(stored_files(media_app)) == len(before) + 2  # its source and its result
