@@ -175,3 +175,18 @@ def test_a_fetched_picture_is_not_stored_when_the_request_is_refused(media_app,
     assert small.status_code == 400 and small.json()["code"] == "invalid_size"
     assert wide.status_code == 200  # the same picture is fine where the request is
     assert len(stored_files(media_app)) == len(before) + 2  # its source and its result
+
+
+def test_a_truncated_picture_is_a_400_not_a_crash(media_app):
+    from tests.server.media import png
+
+    whole = png(picture(64, 48))
+    reply = media_app.post("/upload", files={"file": ("cut.png", whole[:len(whole) // 2],
+                                                      "image/png")})
+    assert reply.status_code == 201  # its header says PNG
+    url = "/files/" + reply.json()["url"].rsplit("/files/", 1)[1]
+    before = stored_files(media_app)
+    for path in ("/v1/upscale", "/v1/enhance", "/v1/background", "/v1/outpaint"):
+        refused = media_app.post(path, json={"image_url": url})
+        assert refused.status_code == 400 and refused.json()["code"] == "not_an_image"
+    assert stored_files(media_app) == before
