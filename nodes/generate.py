@@ -167,6 +167,16 @@ class ImageToImage(_Sampling):
     class Outputs(DiffusionOutputs):
         pass
 
+    @classmethod
+    def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
+        steps, denoise = inputs.get("steps"), inputs.get("denoise")
+        # img2img runs steps x denoise of the schedule: none at all fails deep in diffusers.
+        if isinstance(steps, int) and isinstance(denoise, (int, float)) and \
+                int(steps * denoise) < 1:
+            return [("denoise", f"{steps} steps at denoise {denoise} leave no denoising "
+                                "step; raise steps or denoise")]
+        return []
+
     def run(self, ctx: NodeContext) -> DiffusionOutputs:
         handle = ctx.model("diffusion", self.model)
         result = diffuse(ctx, handle, "image_to_image", image=fit_eight(self.image),

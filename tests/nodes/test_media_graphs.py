@@ -119,3 +119,13 @@ def test_animate_makes_an_mp4_with_the_frames_asked(executor, test_pack):
     assert (info.frames, info.width, info.height, info.fps) == (5, 64, 48, 8.0)
     with Image.open(files().path(out["webp"])) as webp:
         assert webp.n_frames == 5
+
+
+def test_an_edit_with_no_denoising_step_is_refused_before_it_runs(executor, test_pack):
+    from engine.errors import GraphValidationError
+
+    with pytest.raises(GraphValidationError) as raised:
+        executor.run(load_graph(GRAPHS / "edit.yaml"), {
+            "image": store_png(picture()), "prompt": "x", "steps": 4, "denoise": 0.2},
+            timeout=60)
+    assert any(i.input == "denoise" for i in raised.value.issues)
