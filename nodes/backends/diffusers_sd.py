@@ -9,13 +9,13 @@ thread; progress leaves through ``emit`` from the pipeline's step callback.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 from engine.models.manifest import ModelManifest
+from nodes.backends.device import placement
 from nodes.backends.quiet import quiet_loading
 from nodes.backends.sampler import latent_preview, scheduler_for
 
@@ -28,12 +28,7 @@ class DiffusersBackend:
                "inpaint": MAX_GROUP}
 
     def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-
-        if device == "cuda" and not torch.cuda.is_available():
-            device = "cpu"  # a logical GPU from Ray without CUDA in this torch build
-        dtype = torch.float16 if device == "cuda" else torch.float32
+        device, dtype = placement(device)
         with quiet_loading():
             base = _load(manifest, weights, dtype)
         base.to(device)

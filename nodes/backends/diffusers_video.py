@@ -24,7 +24,6 @@ saves memory), ``noise_aug_strength`` (default 0.02, SVD's), ``min_guidance_scal
 
 from __future__ import annotations
 
-import os
 import queue
 import secrets
 import threading
@@ -36,6 +35,7 @@ from typing import Any
 from PIL import Image
 
 from engine.models.manifest import ModelManifest
+from nodes.backends.device import placement
 from nodes.backends.motion import fit_still
 from nodes.backends.quiet import quiet_loading
 
@@ -55,12 +55,9 @@ def motion_bucket(motion: float) -> int:
 
 class VideoBackend:
     def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
 
-        if device == "cuda" and not torch.cuda.is_available():
-            device = "cpu"  # a logical GPU from Ray without CUDA in this torch build
-        dtype = torch.float16 if device == "cuda" else torch.float32
+        device, dtype = placement(device)
         with quiet_loading():
             from diffusers import DiffusionPipeline
 
