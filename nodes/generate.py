@@ -45,15 +45,20 @@ def sides_of_eight(inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
 def diffuse(ctx: NodeContext, handle: Any, method: str, **call: Any) -> dict[str, Any]:
     """Stream one call from a diffusion host; returns its ``{"images", "seeds"}``."""
     final: dict[str, Any] = {}
-    for batch in handle.stream(method, **call):
-        for update in batch:
-            if "images" in update:
-                final = update
-        steps = [u for u in batch if "step" in u]
-        if steps:
-            previews = [u["preview"] for u in steps if u.get("preview")]
-            ctx.progress(steps[-1]["step"], steps[-1]["total"],
-                         preview=previews[-1] if previews else None)
+    stream = handle.stream(method, **call)
+    try:
+        for batch in stream:
+            for update in batch:
+                if "images" in update:
+                    final = update
+            steps = [u for u in batch if "step" in u]
+            if steps:
+                previews = [u["preview"] for u in steps if u.get("preview")]
+                # Raises when the run is cancelled: the finally below lets the host know.
+                ctx.progress(steps[-1]["step"], steps[-1]["total"],
+                             preview=previews[-1] if previews else None)
+    finally:
+        stream.close()
     if not final:
         raise RuntimeError(f"model {handle.id} returned no images")
     return final

@@ -140,11 +140,15 @@ class ImageToVideo(Node):
 def _stream_clip(ctx: NodeContext, handle: Any, **call: Any) -> dict[str, Any]:
     """Stream one ``image_to_video`` call from a video host; returns its final update."""
     final: dict[str, Any] = {}
-    for batch in handle.stream("image_to_video", **call):
-        steps = [u for u in batch if "step" in u]
-        if steps:
-            ctx.progress(steps[-1]["step"], steps[-1]["total"])
-        final = next((u for u in batch if "frames" in u), final)
+    stream = handle.stream("image_to_video", **call)
+    try:
+        for batch in stream:
+            steps = [u for u in batch if "step" in u]
+            if steps:  # raises when the run is cancelled; the host then stops the pipeline
+                ctx.progress(steps[-1]["step"], steps[-1]["total"])
+            final = next((u for u in batch if "frames" in u), final)
+    finally:
+        stream.close()
     if not final:
         raise RuntimeError(f"model {handle.id} returned no frames")
     return final

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The backend's method: (list of per-call kwargs, emit) -> one result per call.
-# ``emit(index, item)`` streams an item to call ``index``, or to every call when None.
-GroupFunction = Callable[[list[dict[str, Any]], Callable[[int | None, Any], None]], list[Any]]
+# ``emit(index, item)`` streams an item to call ``index``, or to every call when None, and
+# answers whether any call of the run still wants its result: a backend may stop early
+# (raise) when none does, e.g. when every caller's run was cancelled.
+Emit = Callable[[int | None, Any], bool]
+GroupFunction = Callable[[list[dict[str, Any]], Emit], list[Any]]
 
 END = object()
 
@@ -35,6 +38,7 @@ class _Call:
     key: Hashable
     size: int
     items: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
 
 class StreamGroups:
@@ -61,8 +65,9 @@ class StreamGroups:
         self.batches = 0
         self.items = 0
 
-    def submit(self, kwargs: dict[str, Any]) -> queue.SimpleQueue[Any]:
-        """Queue a call; its items, then its result, then ``END`` arrive on the queue."""
+    def submit(self, kwargs: dict[str, Any]) -> _Call:
+        """Queue a call; its items, then its result, then ``END`` arrive on ``.items``.
+        Setting ``.abandoned`` says its consumer has gone."""
         size = max(int(kwargs.get("batch_size", 1) or 1), 1)
         call = _Call(kwargs, self.key(kwargs), size)
         with self._lock:
@@ -73,7 +78,7 @@ class StreamGroups:
             with self._lock:
                 self._waiting = [c for c in self._waiting if c is not call]
             raise
-        return call.items
+        return call
 
     def _take(self) -> list[_Call]:
         with self._lock:
@@ -100,6 +105,7 @@ class StreamGroups:
         # One submission per call, so there is always a turn for every waiting call; a
         # turn that finds nothing (an earlier turn took its call along) just returns.
         with self._lock:
+            self._waiting = [c for c in self._waiting if not c.abandoned.is_set()]
             waiting = sum(c.size for c in self._waiting)
         if not waiting:
             return
@@ -109,9 +115,10 @@ class StreamGroups:
         if not taken:
             return
 
-        def emit(index: int | None, item: Any) -> None:
+        def emit(index: int | None, item: Any) -> bool:
             for call in (taken if index is None else [taken[index]]):
                 call.items.put(item)
+            return not all(c.abandoned.is_set() for c in taken)
 
         try:
             results = self.function([c.kwargs for c in taken], emit)

@@ -114,7 +114,9 @@ class Host:
             if args:
                 raise ModelHostError(f"'{method}' of model '{self.manifest.id}' takes "
                                      "keyword arguments only")
-            return _deliver(group.submit(kwargs), interval)
+            call = group.submit(kwargs)
+            # A consumer that stops early marks its call abandoned (see group.Emit).
+            return _deliver(call.items, interval, call.abandoned)
         source = self._method(method)(*args, **kwargs)
         items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         stop = threading.Event()

@@ -41,7 +41,16 @@ class HostActor:
     def stream(self, method: str, *args: Any, **kwargs: Any) -> Iterator[list[Any]]:
         # Each list is a Ray object: at most ~20 a second leaves the model the cores.
         interval = GROUP_STREAM_INTERVAL if method in self.host.groups else STREAM_INTERVAL
-        yield from self.host.stream(method, *args, interval=interval, **kwargs)
+        inner = self.host.stream(method, *args, interval=interval, **kwargs)
+        context = ray.get_runtime_context()
+        try:
+            for batch in inner:
+                yield batch
+                # ray.cancel cannot interrupt a threaded actor; it sets this flag instead.
+                if context.is_canceled():
+                    return
+        finally:
+            inner.close()  # tells a grouped run its caller has gone
 
     def info(self) -> dict[str, Any]:
         info = self.host.info().model_dump()
@@ -141,6 +150,9 @@ class RayHandle:
                     yielded = True
                     yield item
                 return
+            except GeneratorExit:  # the consumer stopped (its run was cancelled, say)
+                ray.cancel(generator)
+                raise
             except ray.exceptions.RayActorError as exc:
                 # Nothing was streamed yet: starting over on a new host is safe.
                 self._replace(exc, retry=attempt == 1 and not yielded and self.retry)

@@ -19,8 +19,12 @@ from nodes.backends.device import placement
 from nodes.backends.quiet import quiet_loading
 from nodes.backends.sampler import latent_preview, scheduler_for
 
-Emit = Callable[[int | None, Any], None]
+Emit = Callable[[int | None, Any], bool]
 MAX_GROUP = 8  # images in one batched pipeline call
+
+
+class AbandonedError(RuntimeError):
+    """A run stopped between steps because no caller wants its pictures any more."""
 
 
 class DiffusersBackend:
@@ -118,13 +122,18 @@ class DiffusersBackend:
             total = int(getattr(pipeline, "num_timesteps", 0) or settings["steps"])
             update = {"step": step + 1, "total": total}
             if not wants_preview:
-                emit(None, update)
-                return tensors
-            latents = tensors.get("latents")
-            for index in range(len(calls)):  # one update per call, with its own preview
-                preview = latent_preview(latents[starts[index]:starts[index] + 1]) \
-                    if index in wants_preview and latents is not None else None
-                emit(index, {**update, "preview": preview} if preview else update)
+                wanted = emit(None, update)
+            else:
+                latents = tensors.get("latents")
+                wanted = False
+                for index in range(len(calls)):  # one update per call, its own preview
+                    preview = latent_preview(latents[starts[index]:starts[index] + 1]) \
+                        if index in wants_preview and latents is not None else None
+                    wanted = emit(index, {**update, "preview": preview} if preview
+                                  else update) or wanted
+            if not wanted:  # every caller has gone (cancelled): free the model now
+                raise AbandonedError(f"every request of this run was cancelled at step "
+                                     f"{step + 1}")
             return tensors
 
         output = pipe(prompt=prompts, negative_prompt=negatives,

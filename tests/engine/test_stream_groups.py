@@ -167,3 +167,36 @@ def test_a_backend_limit_keeps_runs_of_big_pictures_small(tmp_path: Path):
     finally:
         host.close()
     assert host.backend.runs[1:] == [["a", "b"], ["c"]]
+
+
+class Endless(Painter):
+    """Paints until nobody wants the picture any more (at most 2,000 steps)."""
+
+    def paint(self, calls: list[dict[str, Any]], emit: Any) -> list[dict[str, Any]]:
+        for step in range(1, 2001 if calls[0]["prompt"] == "fox" else 3):
+            if not emit(None, {"step": step}):
+                self.runs.append([f"stopped at {step}"])
+                raise RuntimeError("abandoned")
+            threading.Event().wait(0.002)
+        self.runs.append(["finished"])
+        return [{"picture": "done"} for _ in calls]
+
+
+def test_a_run_whose_callers_all_left_stops_early(tmp_path: Path):
+    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
+                             path=str(tmp_path), backend=f"{__name__}:Endless",
+                             options={"batch_gather": 0})
+    host = Host(manifest, tmp_path, "cpu")
+    try:
+        stream = host.stream("paint", prompt="fox", size=64)
+        assert next(stream)[0]["step"] >= 1
+        stream.close()  # what a cancelled node does
+        for _ in range(500):
+            if host.backend.runs:
+                break
+            threading.Event().wait(0.01)
+        after = _collect(host, prompt="next", size=64)  # the host is free again
+    finally:
+        host.close()
+    assert host.backend.runs[0][0].startswith("stopped at")
+    assert after[-1] == {"picture": "done"}

@@ -101,3 +101,27 @@ def test_a_sampler_can_be_chosen_and_previews_come_with_the_steps(executor, test
         pixels(dpm.outputs["files"][0]).tobytes()
     previews = [e.data.get("preview") for e in events if e.type == "node_progress"]
     assert previews and all(p and p.startswith("data:image/jpeg;base64,") for p in previews)
+
+
+def test_cancelling_a_run_stops_its_pipeline_on_the_host(executor, test_pack):
+    import threading
+
+    stepped = threading.Event()
+    handle = executor.submit(IMAGINE, {"prompt": "a long one", "steps": 150, "width": 64,
+                                       "height": 64, "seed": 1},
+                             listener=lambda e: e.type == "node_progress" and stepped.set())
+    assert stepped.wait(120)
+    before = _host_batches(executor)
+    handle.cancel()
+    assert handle.wait(120) and handle.result(0).status == "cancelled"
+    # The host is free for the next request once the cancelled pipeline has stopped; had
+    # it run its 150 steps to the end, it would count as a finished batch.
+    imagine(executor, steps=2, width=64, height=64, seed=2)
+    after = _host_batches(executor)
+    assert after["batches"] - before["batches"] == 1
+    assert after["items"] - before["items"] == 1
+
+
+def _host_batches(executor) -> dict[str, int]:
+    (info,) = [i for i in executor.model_status() if i["id"] == TINY_SD]
+    return info["batches"]["text_to_image"]
