@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,24 @@ class Painter:
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Host:
-    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
-                             path=str(tmp_path), backend=f"{__name__}:Painter",
-                             options={"batch_gather": 0})
-    made = Host(manifest, tmp_path, "cpu")
-    yield made
-    made.close()
+def make_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
+    """make_host(backend class name, **manifest options): a started host, closed after."""
+    made: list[Host] = []
+
+    def make(backend: str = "Painter", **options: Any) -> Host:
+        manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
+                                 path=str(tmp_path), backend=f"{__name__}:{backend}",
+                                 options={"batch_gather": 0, **options})
+        made.append(Host(manifest, tmp_path, "cpu"))
+        return made[-1]
+    yield make
+    for host in made:
+        host.close()
+
+
+@pytest.fixture
+def host(make_host: Callable[..., Host]) -> Host:
+    return make_host()
 
 
 def _collect(host: Host, **kwargs: Any) -> list[Any]:
@@ -119,23 +131,17 @@ def test_positional_arguments_are_refused_for_grouped_methods(host: Host):
         host.stream("paint", "fox")
 
 
-def test_with_batching_off_each_call_runs_alone(tmp_path: Path):
-    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
-                             path=str(tmp_path), backend=f"{__name__}:Painter",
-                             options={"batching": False})
-    host = Host(manifest, tmp_path, "cpu")
-    try:
-        with ThreadPoolExecutor(4) as pool:
-            held = pool.submit(_collect, host, prompt="hold", size=32)
-            assert host.backend.holding.wait(30)
-            futures = [pool.submit(_collect, host, prompt=p, size=64) for p in ("a", "b")]
-            while host.groups["paint"].waiting < 2:
-                threading.Event().wait(0.01)
-            host.backend.release.set()
-            results = [f.result(30) for f in futures]
-            held.result(30)
-    finally:
-        host.close()
+def test_with_batching_off_each_call_runs_alone(make_host: Callable[..., Host]):
+    host = make_host(batching=False)
+    with ThreadPoolExecutor(4) as pool:
+        held = pool.submit(_collect, host, prompt="hold", size=32)
+        assert host.backend.holding.wait(30)
+        futures = [pool.submit(_collect, host, prompt=p, size=64) for p in ("a", "b")]
+        while host.groups["paint"].waiting < 2:
+            threading.Event().wait(0.01)
+        host.backend.release.set()
+        results = [f.result(30) for f in futures]
+        held.result(30)
     assert [r[-1]["picture"] for r in results] == ["a@64x1", "b@64x1"]
     assert host.backend.runs == [["hold"], ["a"], ["b"]]
 
@@ -147,25 +153,19 @@ class BigPainter(Painter):
         return 2 if kwargs["size"] >= 128 else 4
 
 
-def test_a_backend_limit_keeps_runs_of_big_pictures_small(tmp_path: Path):
-    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
-                             path=str(tmp_path), backend=f"{__name__}:BigPainter",
-                             options={"batch_gather": 0})
-    host = Host(manifest, tmp_path, "cpu")
-    try:
-        with ThreadPoolExecutor(4) as pool:
-            held = pool.submit(_collect, host, prompt="hold", size=32)
-            assert host.backend.holding.wait(30)
-            futures = []
-            for prompt in ("a", "b", "c"):
-                futures.append(pool.submit(_collect, host, prompt=prompt, size=128))
-                while host.groups["paint"].waiting < len(futures):
-                    threading.Event().wait(0.01)
-            host.backend.release.set()
-            [f.result(30) for f in futures]
-            held.result(30)
-    finally:
-        host.close()
+def test_a_backend_limit_keeps_runs_of_big_pictures_small(make_host: Callable[..., Host]):
+    host = make_host("BigPainter")
+    with ThreadPoolExecutor(4) as pool:
+        held = pool.submit(_collect, host, prompt="hold", size=32)
+        assert host.backend.holding.wait(30)
+        futures = []
+        for prompt in ("a", "b", "c"):
+            futures.append(pool.submit(_collect, host, prompt=prompt, size=128))
+            while host.groups["paint"].waiting < len(futures):
+                threading.Event().wait(0.01)
+        host.backend.release.set()
+        [f.result(30) for f in futures]
+        held.result(30)
     assert host.backend.runs[1:] == [["a", "b"], ["c"]]
 
 
@@ -182,21 +182,15 @@ class Endless(Painter):
         return [{"picture": "done"} for _ in calls]
 
 
-def test_a_run_whose_callers_all_left_stops_early(tmp_path: Path):
-    manifest = ModelManifest(id="painter", kind="diffusion", format="test", source="test",
-                             path=str(tmp_path), backend=f"{__name__}:Endless",
-                             options={"batch_gather": 0})
-    host = Host(manifest, tmp_path, "cpu")
-    try:
-        stream = host.stream("paint", prompt="fox", size=64)
-        assert next(stream)[0]["step"] >= 1
-        stream.close()  # what a cancelled node does
-        for _ in range(500):
-            if host.backend.runs:
-                break
-            threading.Event().wait(0.01)
-        after = _collect(host, prompt="next", size=64)  # the host is free again
-    finally:
-        host.close()
+def test_a_run_whose_callers_all_left_stops_early(make_host: Callable[..., Host]):
+    host = make_host("Endless")
+    stream = host.stream("paint", prompt="fox", size=64)
+    assert next(stream)[0]["step"] >= 1
+    stream.close()  # what a cancelled node does
+    for _ in range(500):
+        if host.backend.runs:
+            break
+        threading.Event().wait(0.01)
+    after = _collect(host, prompt="next", size=64)  # the host is free again
     assert host.backend.runs[0][0].startswith("stopped at")
     assert after[-1] == {"picture": "done"}
