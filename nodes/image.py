@@ -125,10 +125,8 @@ class LoadUrl(Node):
 
     url: str = Input(description="http(s) URL of a picture")
 
-    class Outputs(NodeOutputs):
-        image: Image
-        width: int
-        height: int
+    class Outputs(Load.Outputs):
+        pass
 
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any]) -> Any:
