@@ -30,9 +30,9 @@ from nodes.generate import (
     paste_back,
     random_seed,
 )
+from nodes.image import MAX_SIDE
 
 CLASSIC_UPSCALE = "classic:lanczos+sharpen"
-MAX_SIDE = 8192
 
 
 def _retouch() -> Any:

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 from PIL import Image as PILImage
 
 from engine.sdk import (
-    ALWAYS,
     Image,
     Input,
     ModelNotFoundError,
@@ -30,10 +29,10 @@ from engine.sdk import (
     node,
 )
 from nodes.backends.motion import MOTIONS, iter_motion
+from nodes.generate import SEED_MAX, random_seed
 
 FRAMES = "FRAMES"
 Frames = Annotated[list[Any], Port(FRAMES)]
-SEED_MAX = 2**31 - 1
 MAX_SIDE = 2048
 # A side taken from the image is capped here: SVD's own resolution is 1024×576, and a
 # 4000 px photo would otherwise ask for a clip no machine here could make.
@@ -103,8 +102,7 @@ class ImageToVideo(Node):
 
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any]) -> Any:
-        # Seed -1 asks for a new clip every run, so such a node is never served from cache.
-        return ALWAYS if inputs.get("seed", -1) == -1 else None
+        return random_seed(inputs)  # seed -1: a new clip every run, never from cache
 
     @classmethod
     def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:

@@ -45,7 +45,7 @@ def _diffusion_model(state: AppState, requested: str | None) -> str:
 
 def check_settings(state: AppState, values: dict[str, Any]) -> None:
     """Sampling settings checked against image.ImageToImage's own inputs (ranges, sampler
-    names) before anything is fetched or stored; 400 ``invalid_flag`` naming the flag."""
+    names, its check) before anything is fetched or stored; 400 ``invalid_flag``."""
     definition = state.registry.get("image.ImageToImage")
     specs = {i.name: i for i in definition.spec.inputs} if definition else {}
     for name, value in values.items():
@@ -60,9 +60,9 @@ def check_settings(state: AppState, values: dict[str, Any]) -> None:
         if isinstance(value, (int, float)) and not low <= value <= high:
             raise ApiError(400, "invalid_flag", f"--{name} must be between {low:g} and "
                            f"{high:g} (got {value})")
-    if "steps" in values and "denoise" in values and int(values["steps"] * values["denoise"]) < 1:
-        raise ApiError(400, "invalid_flag", f"--steps {values['steps']} at --denoise "
-                       f"{values['denoise']} leaves no denoising step; raise either")
+    check = definition.validate_inputs if definition else None
+    for name, message in (check(values) if check else []):  # the node's own rules
+        raise ApiError(400, "invalid_flag", f"--{name}: {message}" if name else message)
 
 
 def split_source(message: str) -> tuple[str | None, str]:
