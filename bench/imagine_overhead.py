@@ -5,9 +5,11 @@
    pipeline with the same settings, loaded in this process. Runs are interleaved and
    each figure is the median of --repeat runs; the ratio is graph / direct.
 2. Batching: 8 concurrent imagine runs against 8 run one after another, on the same
-   host. The host groups concurrent calls with the same settings into shared pipeline
-   calls; the same 8 concurrent runs against a copy of the model registered with
-   ``options: {batching: false}`` show what concurrency alone gives.
+   host, in each of the host's modes: per-image passes (the CPU default: every image
+   its own pipeline pass, pixels exact whatever else runs), shared passes (a copy of the
+   model registered with ``options: {image_passes: shared}``, the GPU default:
+   concurrent calls with the same settings share one batched pipeline call), and
+   ``options: {batching: false}`` (each call alone, no waiting for company).
 
 The test pack is built into a throwaway home first. Both sides use the same torch
 thread count (the cores are shared: one side idles while the other runs).
@@ -88,9 +90,10 @@ def main() -> int:
     install_test_pack(store)
     tiny = store.get(TINY_SD)
     weights = store.weights(tiny)
-    unbatched = f"{TINY_SD}-unbatched"
-    store.register(tiny.model_copy(update={"id": unbatched, "path": str(weights),
-                                           "options": {**tiny.options, "batching": False}}))
+    unbatched, shared = f"{TINY_SD}-unbatched", f"{TINY_SD}-shared"
+    for copy, option in ((unbatched, {"batching": False}), (shared, {"image_passes": "shared"})):
+        store.register(tiny.model_copy(update={"id": copy, "path": str(weights),
+                                               "options": {**tiny.options, **option}}))
     pipeline = DiffusionPipeline.from_pretrained(str(weights), dtype=torch.float32)
     pipeline.set_progress_bar_config(disable=True)
     graph = load_graph(REPO / "graphs" / "imagine.yaml")
@@ -101,19 +104,21 @@ def main() -> int:
         direct_call(pipeline, args, 0)  # warm both: weights loaded, host actor started
         graph_run(executor, graph, args, 0, TINY_SD)
         graph_run(executor, graph, args, 0, unbatched)
+        graph_run(executor, graph, args, 0, shared)
         direct, graphed = [], []
         for round_ in range(args.repeat):  # interleaved, so drift hits both alike
             direct.append(direct_call(pipeline, args, 100 + round_))
             graphed.append(graph_run(executor, graph, args, 100 + round_, TINY_SD))
-        sequential, batched, unbatched_times = [], [], []
+        sequential, per_image, shared_times, unbatched_times = [], [], [], []
         for round_ in range(max(1, args.repeat // 2)):
             seed = 1000 * (round_ + 1)
             start = time.perf_counter()
             for i in range(args.requests):
                 graph_run(executor, graph, args, seed + i, TINY_SD, f"picture {i}")
             sequential.append(time.perf_counter() - start)
-            batched.append(concurrent(executor, graph, args, TINY_SD, seed + 100))
-            unbatched_times.append(concurrent(executor, graph, args, unbatched, seed + 200))
+            per_image.append(concurrent(executor, graph, args, TINY_SD, seed + 100))
+            shared_times.append(concurrent(executor, graph, args, shared, seed + 200))
+            unbatched_times.append(concurrent(executor, graph, args, unbatched, seed + 300))
         status = {i["id"]: i for i in executor.model_status()}
     finally:
         executor.close()
@@ -125,15 +130,17 @@ def main() -> int:
     print(f"  direct diffusers call    {d * 1000:8.1f} ms")
     print(f"  imagine graph on Ray     {g * 1000:8.1f} ms   ratio {g / d:.3f}x "
           f"(target < 1.1x)")
-    s, b, u = (statistics.median(x) for x in (sequential, batched, unbatched_times))
+    s = statistics.median(sequential)
     print(f"{args.requests} imagine runs, median of {len(sequential)}")
     print(f"  sequential               {s:8.2f} s   {args.requests / s:6.2f} images/s")
-    print(f"  concurrent, batched      {b:8.2f} s   {args.requests / b:6.2f} images/s  "
-          f"throughput {s / b:.2f}x sequential")
-    print(f"  concurrent, unbatched    {u:8.2f} s   {args.requests / u:6.2f} images/s  "
-          f"throughput {s / u:.2f}x sequential")
+    for label, times in (("per-image passes", per_image), ("shared passes", shared_times),
+                         ("batching off", unbatched_times)):
+        t = statistics.median(times)
+        print(f"  concurrent, {label:17}{t:6.2f} s   {args.requests / t:6.2f} images/s  "
+              f"throughput {s / t:.2f}x sequential")
     if status:
-        print(f"  host's grouped runs: {status[TINY_SD].get('batches')}")
+        for model in (TINY_SD, shared):
+            print(f"  {model} host runs: {status[model].get('batches')}")
     return 0
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 # The backend's method: (list of per-call kwargs, emit) -> one result per call.
 # ``emit(index, item)`` streams an item to call ``index``, or to every call when None, and
-# answers whether any call of the run still wants its result: a backend may stop early
-# (raise) when none does, e.g. when every caller's run was cancelled.
+# answers whether that call (with None: any call of the run) still wants its result: a
+# backend may stop early (raise) when none does, e.g. when every caller's run was cancelled.
 Emit = Callable[[int | None, Any], bool]
 GroupFunction = Callable[[list[dict[str, Any]], Emit], list[Any]]
 
@@ -85,8 +85,7 @@ class StreamGroups:
             if not self._waiting:
                 return []
             first = self._waiting[0]
-            most = self.max_items if self.limit is None else \
-                max(1, min(self.max_items, self.limit(first.kwargs)))
+            most = self._most(first)
             taken, total = [], 0
             for call in self._waiting:
                 if call.key == first.key and (not taken or total + call.size <= most):
@@ -95,6 +94,11 @@ class StreamGroups:
             chosen = {id(c) for c in taken}
             self._waiting = [c for c in self._waiting if id(c) not in chosen]
             return taken
+
+    def _most(self, first: _Call) -> int:
+        """Items a run led by ``first`` may hold."""
+        return self.max_items if self.limit is None else \
+            max(1, min(self.max_items, self.limit(first.kwargs)))
 
     @property
     def waiting(self) -> int:
@@ -107,18 +111,20 @@ class StreamGroups:
         with self._lock:
             self._waiting = [c for c in self._waiting if not c.abandoned.is_set()]
             waiting = sum(c.size for c in self._waiting)
+            most = self._most(self._waiting[0]) if self._waiting else 0
         if not waiting:
             return
-        if self.gather and waiting < self.max_items:
+        if self.gather and waiting < most:  # room for company: wait a moment for it
             time.sleep(self.gather)
         taken = self._take()
         if not taken:
             return
 
         def emit(index: int | None, item: Any) -> bool:
-            for call in (taken if index is None else [taken[index]]):
+            addressed = taken if index is None else [taken[index]]
+            for call in addressed:
                 call.items.put(item)
-            return not all(c.abandoned.is_set() for c in taken)
+            return not all(c.abandoned.is_set() for c in addressed)
 
         try:
             results = self.function([c.kwargs for c in taken], emit)

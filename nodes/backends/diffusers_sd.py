@@ -2,9 +2,19 @@
 a local folder or a single file): text to image, image to image and inpainting.
 
 The three tasks share one set of weights (``from_pipe``). Each task is ``grouped`` on the
-model host: concurrent calls with the same size and settings run as one batched pipeline
-call, each call keeping its own prompt and seeds. Everything runs on the host's worker
-thread; progress leaves through ``emit`` from the pipeline's step callback.
+model host. How a run draws its images is the manifest option ``image_passes``:
+
+- ``per_image`` (the default on a CPU): every image is its own batch-of-one pipeline call,
+  so a seed gives the same pixels whatever it was drawn beside, bit for bit. Calls never
+  share a run: on a CPU a batch costs what its images cost one by one, so sharing would
+  buy nothing but rounding differences.
+- ``shared`` (the default on a GPU): concurrent calls with the same size and settings run
+  as one batched pipeline call, each keeping its own prompt and seeds. Kernels picked by
+  batch shape round differently, so an image matches its single-image twin within a few
+  levels (mean under 1, max under 8 of 255), not bit for bit.
+
+Everything runs on the host's worker thread; progress leaves through ``emit`` from the
+pipeline's step callback.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from nodes.backends.sampler import latent_preview, scheduler_for
 
 Emit = Callable[[int | None, Any], bool]
 MAX_GROUP = 8  # images in one batched pipeline call
+PASSES = ("per_image", "shared")
 
 
 class AbandonedError(RuntimeError):
@@ -43,6 +54,11 @@ class DiffusersBackend:
         self.inpaint_only = getattr(base.unet.config, "in_channels", 4) == 9
         self._pipes: dict[str, Any] = {}
         self._base_scheduler = base.scheduler
+        self.passes = manifest.options.get("image_passes") or (
+            "shared" if device == "cuda" else "per_image")
+        if self.passes not in PASSES:
+            raise ValueError(f"model '{manifest.id}': image_passes must be one of "
+                             f"{', '.join(PASSES)} (got {self.passes!r})")
         self.memory_bytes = manifest.resources.memory or sum(
             p.numel() * p.element_size() for p in base.unet.parameters())
 
@@ -55,7 +71,10 @@ class DiffusersBackend:
 
     def group_limit(self, method: str, kwargs: dict[str, Any]) -> int:
         """Images one batched call may hold at this size: MAX_GROUP at 512x512 and fewer
-        above, so that shared runs never need more memory than two 1024 px pictures."""
+        above, so that shared runs never need more memory than two 1024 px pictures. With
+        per-image passes, one call: its images are drawn one by one anyway."""
+        if self.passes == "per_image":
+            return 1
         width, height = _call_size(kwargs)
         return max(1, MAX_GROUP * 512 * 512 // max(1, width * height))
 
@@ -64,23 +83,22 @@ class DiffusersBackend:
         sampler, scheduler, preview. Streams ``{"step", "total"}``; returns
         ``{"images", "seeds"}`` per call (image i of a call uses seed + i)."""
         first = calls[0]
-        return self._run("text2img", calls, emit,
+        return self._run("text2img", calls, emit, lambda call: {},
                          width=first["width"], height=first["height"])
 
     def image_to_image(self, calls: list[dict[str, Any]], emit: Emit) -> list[dict[str, Any]]:
         """Each call adds ``image`` (PIL, sides multiples of 8) and ``denoise`` (0-1]."""
-        images = [c["image"] for c in calls for _ in range(_size(c))]
-        return self._run("img2img", calls, emit, image=images, strength=calls[0]["denoise"])
+        return self._run("img2img", calls, emit, lambda call: {"image": call["image"]},
+                         strength=calls[0]["denoise"])
 
     def inpaint(self, calls: list[dict[str, Any]], emit: Emit) -> list[dict[str, Any]]:
         """Each call adds ``image`` and ``mask`` (L, white = repaint) of the same size."""
-        images = [c["image"] for c in calls for _ in range(_size(c))]
-        masks = [c["mask"] for c in calls for _ in range(_size(c))]
         width, height = calls[0]["image"].size
-        return self._run("inpaint", calls, emit, image=images, mask_image=masks,
+        return self._run("inpaint", calls, emit,
+                         lambda call: {"image": call["image"], "mask_image": call["mask"]},
                          strength=calls[0]["denoise"], width=width, height=height)
 
-    # -- the shared run ----------------------------------------------------------------
+    # -- the runs ----------------------------------------------------------------------
 
     def _pipe(self, task: str) -> Any:
         if self.inpaint_only and task != "inpaint":
@@ -102,48 +120,103 @@ class DiffusersBackend:
         return self._pipes[task]
 
     def _run(self, task: str, calls: list[dict[str, Any]], emit: Emit,
-             **inputs: Any) -> list[dict[str, Any]]:
-        import torch
-
+             pictures: Callable[[dict[str, Any]], dict[str, Any]],
+             **common: Any) -> list[dict[str, Any]]:
         settings = calls[0]
         pipe = self._pipe(task)
         pipe.scheduler = scheduler_for(self._base_scheduler, settings.get("sampler", "default"),
                                        settings.get("scheduler", "normal"))
         seeds = [_seeds(c) for c in calls]
-        prompts = [c["prompt"] for c in calls for _ in range(_size(c))]
-        negatives = [c.get("negative_prompt") or "" for c in calls for _ in range(_size(c))]
-        generators = [torch.Generator(device="cpu").manual_seed(s) for group in seeds
-                      for s in group]
-        starts = [sum(_size(c) for c in calls[:i]) for i in range(len(calls))]
+        common.update(num_inference_steps=settings["steps"], guidance_scale=settings["cfg"])
+        if self.passes == "shared":
+            return self._shared(pipe, calls, seeds, emit, pictures, common)
+        return self._per_image(pipe, calls, seeds, emit, pictures, common)
+
+    def _per_image(self, pipe: Any, calls: list[dict[str, Any]], seeds: list[list[int]],
+                   emit: Emit, pictures: Callable[[dict[str, Any]], dict[str, Any]],
+                   common: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every image is its own pipeline call with batch size one, whatever else is being
+        drawn: the same shapes reach the same kernels, so image i of a batch seeded s has
+        exactly the pixels of a single image seeded s + i, alone or beside other requests.
+        On a CPU this costs nothing: a batch takes as long as its images one by one."""
+        import torch
+
+        results = []
+        for index, call in enumerate(calls):
+            images = []
+            for number, seed in enumerate(seeds[index]):
+                on_step = self._step_reporter(emit, index, call, number, len(seeds[index]))
+                output = pipe(prompt=[call["prompt"]],
+                              negative_prompt=[call.get("negative_prompt") or ""],
+                              generator=[torch.Generator(device="cpu").manual_seed(seed)],
+                              callback_on_step_end=on_step, **pictures(call), **common)
+                images.extend(output.images)
+            results.append({"images": images, "seeds": seeds[index]})
+        return results
+
+    def _step_reporter(self, emit: Emit, index: int, call: dict[str, Any], number: int,
+                       count: int) -> Callable[..., dict[str, Any]]:
+        """The step callback of image ``number`` of ``count`` of call ``index``: progress
+        counts over the call's images; a call whose caller has gone stops at once."""
+
+        def on_step(pipeline: Any, step: int, timestep: Any,
+                    tensors: dict[str, Any]) -> dict[str, Any]:
+            total = int(getattr(pipeline, "num_timesteps", 0) or call["steps"])
+            update: dict[str, Any] = {"step": number * total + step + 1,
+                                      "total": count * total}
+            if call.get("preview"):
+                preview = latent_preview(tensors.get("latents"))
+                if preview:
+                    update["preview"] = preview
+            if not emit(index, update):
+                raise AbandonedError(f"the request was cancelled at step {step + 1}")
+            return tensors
+
+        return on_step
+
+    def _shared(self, pipe: Any, calls: list[dict[str, Any]], seeds: list[list[int]],
+                emit: Emit, pictures: Callable[[dict[str, Any]], dict[str, Any]],
+                common: dict[str, Any]) -> list[dict[str, Any]]:
+        """All images of all calls in one batched pipeline call: a GPU draws a batch in
+        about the time of one image. Kernels chosen by batch shape round differently, so an
+        image matches its single-image twin within a few levels, not bit for bit."""
+        import torch
+
+        settings = calls[0]
+        sizes = [len(group) for group in seeds]
+        starts = [sum(sizes[:i]) for i in range(len(calls))]
+        per_image: dict[str, list[Any]] = {}
+        for call, size in zip(calls, sizes, strict=True):
+            for name, value in pictures(call).items():
+                per_image.setdefault(name, []).extend([value] * size)
         wants_preview = {i for i, c in enumerate(calls) if c.get("preview")}
 
         def on_step(pipeline: Any, step: int, timestep: Any,
                     tensors: dict[str, Any]) -> dict[str, Any]:
             total = int(getattr(pipeline, "num_timesteps", 0) or settings["steps"])
             update = {"step": step + 1, "total": total}
-            if not wants_preview:
-                wanted = emit(None, update)
-            else:
-                latents = tensors.get("latents")
-                wanted = False
-                for index in range(len(calls)):  # one update per call, its own preview
-                    preview = latent_preview(latents[starts[index]:starts[index] + 1]) \
-                        if index in wants_preview and latents is not None else None
-                    wanted = emit(index, {**update, "preview": preview} if preview
-                                  else update) or wanted
+            latents = tensors.get("latents")
+            wanted = False
+            for index in range(len(calls)):  # one update per call, its own preview
+                preview = latent_preview(latents[starts[index]:starts[index] + 1]) \
+                    if index in wants_preview and latents is not None else None
+                wanted = emit(index, {**update, "preview": preview} if preview
+                              else update) or wanted
             if not wanted:  # every caller has gone (cancelled): free the model now
                 raise AbandonedError(f"every request of this run was cancelled at step "
                                      f"{step + 1}")
             return tensors
 
-        output = pipe(prompt=prompts, negative_prompt=negatives,
-                      num_inference_steps=settings["steps"], guidance_scale=settings["cfg"],
-                      generator=generators, callback_on_step_end=on_step, **inputs)
-        results = []
-        for index, call in enumerate(calls):
-            images = output.images[starts[index]:starts[index] + _size(call)]
-            results.append({"images": images, "seeds": seeds[index]})
-        return results
+        output = pipe(prompt=[c["prompt"] for c, n in zip(calls, sizes, strict=True)
+                              for _ in range(n)],
+                      negative_prompt=[c.get("negative_prompt") or ""
+                                       for c, n in zip(calls, sizes, strict=True)
+                                       for _ in range(n)],
+                      generator=[torch.Generator(device="cpu").manual_seed(s)
+                                 for group in seeds for s in group],
+                      callback_on_step_end=on_step, **per_image, **common)
+        return [{"images": output.images[start:start + size], "seeds": group}
+                for start, size, group in zip(starts, sizes, seeds, strict=True)]
 
 
 def _load(manifest: ModelManifest, weights: Path, dtype: Any) -> Any:

@@ -194,3 +194,41 @@ def test_a_run_whose_callers_all_left_stops_early(make_host: Callable[..., Host]
     after = _collect(host, prompt="next", size=64)  # the host is free again
     assert host.backend.runs[0][0].startswith("stopped at")
     assert after[-1] == {"picture": "done"}
+
+
+class Asker(Painter):
+    """Records what ``emit`` answers for each call of a shared run once the test has closed
+    the first caller's stream."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+
+    def paint(self, calls: list[dict[str, Any]], emit: Any) -> list[dict[str, Any]]:
+        if calls[0]["prompt"] == "hold":
+            return super().paint(calls, emit)
+        emit(0, {"step": 1})
+        self.asked.set()
+        self.answer.wait(30)
+        self.runs.append([emit(0, {"step": 2}), emit(1, {"step": 2}), emit(None, {})])
+        return [{"picture": c["prompt"]} for c in calls]
+
+
+def test_emit_answers_for_the_call_it_addresses(make_host: Callable[..., Host]):
+    host = make_host("Asker")
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(_collect, host, prompt="hold", size=64)
+        assert host.backend.holding.wait(30)
+        first = host.stream("paint", prompt="a", size=64)
+        second = pool.submit(_collect, host, prompt="b", size=64)
+        while host.groups["paint"].waiting < 2:  # both queued behind the busy worker
+            threading.Event().wait(0.01)
+        host.backend.release.set()
+        held.result(30)
+        assert next(first) == [{"step": 1}] and host.backend.asked.wait(30)
+        first.close()  # what a cancelled node does
+        host.backend.answer.set()
+        assert second.result(30)[-1] == {"picture": "b"}
+    # the first caller has gone, the second still wants its picture, so the run does too
+    assert host.backend.runs[1:] == [[False, True, True]]
