@@ -50,3 +50,31 @@ class FileStore:
         if not path.is_file():
             raise EngineError(f"file {file_id} does not exist")
         return path.read_bytes()
+
+
+class ReadRefusedError(EngineError):
+    """A path outside the folders nodes may read."""
+
+
+def readable_path(path: str, roots: list[Path] | None = None) -> Path:
+    """``path`` resolved (symlinks followed) if it lies inside one of ``roots`` (the
+    settings' readable folders); relative paths are taken from the input folder. It may
+    not exist. Raises ReadRefusedError otherwise, naming the folders that are allowed."""
+    settings = get_settings()
+    roots = settings.readable_dirs() if roots is None else roots
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute():
+        candidate = settings.input_dir / candidate
+    try:  # containment first: a refusal must not tell whether the file exists
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ReadRefusedError(f"{path!r} cannot be resolved") from exc
+    for root in roots:
+        try:
+            if resolved.is_relative_to(root.resolve()):
+                return resolved
+        except OSError:
+            continue
+    raise ReadRefusedError(f"{path!r} is outside the folders nodes may read (the file store, "
+                           f"{settings.input_dir}, {settings.models_dir}); copy it into "
+                           f"{settings.input_dir} or add its folder to HOMEPILOT_READ_DIRS")

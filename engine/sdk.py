@@ -6,7 +6,8 @@
 from engine.context import NodeContext
 from engine.declare import ALWAYS, Input, Node, NodeOutputs, Output, node
 from engine.errors import RunCancelled
-from engine.fetch import FetchError, fetch_url
+from engine.fetch import FetchError, fetch_url, read_capped, request_url
+from engine.files import ReadRefusedError, readable_path
 from engine.models.store import ModelNotFoundError
 from engine.spec import Resources
 from engine.types import (
@@ -27,5 +28,6 @@ __all__ = [
     "ALWAYS", "AnyValue", "Audio", "Document", "Embedding", "FetchError", "File", "Image",
     "Input", "Json",
     "Mask", "Messages", "ModelNotFoundError", "Node", "NodeContext", "NodeOutputs", "Output",
-    "Port", "Resources", "RunCancelled", "Video", "fetch_url", "node",
+    "Port", "ReadRefusedError", "Resources", "RunCancelled", "Video", "fetch_url", "node",
+    "read_capped", "readable_path", "request_url",
 ]

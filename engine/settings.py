@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Loaded models stay resident until their declared memory would pass this budget.
     model_memory_budget: int = 8 * 1024**3
     graphs_dir: Path | None = None
+    # Folders image.Load may read besides the file store, the input folder and the models
+    # folder (a path list like PATH). Graphs come from requests: they may not read the disk.
+    read_dirs: str = ""
     max_upload_mb: int = 25
     # When set, every endpoint but /health needs it (Bearer or X-API-Key).
     api_key: str = ""
@@ -41,6 +44,7 @@ class Settings(BaseSettings):
     huggingface_url: str = "https://huggingface.co"
     civitai_url: str = "https://civitai.com"
     llm_base_url: str = "http://127.0.0.1:11434/v1"
+    ollama_base_url: str = "http://127.0.0.1:11434"
     host: str = "127.0.0.1"
     port: int = 8000
     # Media URLs may not reach private or loopback addresses (SSRF) unless their host or
@@ -59,8 +63,23 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         return self.home / "models"
 
+    @property
+    def input_dir(self) -> Path:
+        return self.home / "input"
+
+    def readable_dirs(self) -> list[Path]:
+        """Where nodes may read files: the file store, the input folder, the models
+        folder and ``HOMEPILOT_READ_DIRS``."""
+        extra = [Path(os.path.expanduser(p)) for p in self.read_dirs.split(os.pathsep) if p]
+        return [self.home / "files", self.input_dir, self.models_dir, *extra]
+
     def fetch_allow_list(self) -> list[str]:
         return [h.strip() for h in self.fetch_allow.split(",") if h.strip()]
+
+    def trusted_urls(self) -> list[str]:
+        """Provider URLs the operator configured: outbound calls may reach their origins
+        even on a private address, and only they are sent stored keys."""
+        return [u for u in (self.llm_base_url, self.ollama_base_url) if u]
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

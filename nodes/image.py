@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 from typing import Any
 
 from PIL import Image as PILImage
@@ -24,8 +23,10 @@ from engine.sdk import (
     Node,
     NodeContext,
     NodeOutputs,
+    ReadRefusedError,
     fetch_url,
     node,
+    readable_path,
 )
 
 MAX_SIDE = 8192
@@ -81,13 +82,17 @@ def _color(text: str) -> tuple[int, ...]:
 
 @node("image.Load", category="image")
 class Load(Node):
-    """Read an image from a file on disk or from the file store (an ``f_...`` id).
+    """Read an image from the file store (an ``f_...`` id) or from a file in the input
+    folder, the models folder or a folder of ``HOMEPILOT_READ_DIRS``; nothing else on the
+    server's disk, symlinks included.
 
     EXIF orientation is applied, and unusual modes (palette, CMYK, 16-bit) become RGB or
     RGBA, so downstream nodes see the picture the way a viewer shows it.
     """
 
-    path: str = Input(description="a path on the server's disk, or a file id (f_...)")
+    path: str = Input(description="a file id (f_...), or a file in the input folder, the "
+                                  "models folder or HOMEPILOT_READ_DIRS (relative paths are "
+                                  "taken from the input folder)")
 
     class Outputs(NodeOutputs):
         image: Image
@@ -100,8 +105,8 @@ class Load(Node):
         path = inputs.get("path")
         if isinstance(path, str) and not _FILE_ID.fullmatch(path):
             try:
-                stat = Path(path).expanduser().stat()
-            except OSError:
+                stat = readable_path(path).stat()
+            except (OSError, ReadRefusedError):
                 return None
             return (stat.st_mtime_ns, stat.st_size)
         return None
@@ -110,7 +115,10 @@ class Load(Node):
         if _FILE_ID.fullmatch(self.path):
             data = ctx.files.read(self.path)
         else:
-            path = Path(self.path).expanduser()
+            try:  # only inside the folders nodes may read: graphs come from requests
+                path = readable_path(self.path)
+            except ReadRefusedError as exc:
+                raise ValueError(f"image file {exc}") from exc
             if not path.is_file():
                 raise ValueError(f"image file {self.path!r} does not exist")
             data = path.read_bytes()

@@ -5,7 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.sdk import ALWAYS, Input, Json, Messages, Node, NodeContext, NodeOutputs, node
+from engine.sdk import (
+    ALWAYS,
+    FetchError,
+    Input,
+    Json,
+    Messages,
+    Node,
+    NodeContext,
+    NodeOutputs,
+    node,
+    read_capped,
+    request_url,
+)
 
 _ROLES = ("system", "user", "assistant", "tool")
 
@@ -97,6 +109,17 @@ class RemoteProviderError(RuntimeError):
     """The provider could not be reached or refused the request."""
 
 
+def _provider_message(response: Any) -> str:
+    """': <message>' from an OpenAI-style error body ({"error": {"message": ...}}), else
+    nothing: the raw body of whatever answered is never echoed to the caller."""
+    try:
+        error = json.loads(read_capped(response, 4096)).get("error")
+    except (ValueError, AttributeError):
+        return ""
+    message = error.get("message") if isinstance(error, dict) else error
+    return f": {message[:200]}" if isinstance(message, str) and message else ""
+
+
 @node("llm.ChatRemote", category="llm")
 class ChatRemote(_ChatInputs):
     """Reply with an OpenAI-compatible provider (Ollama, vLLM, LM Studio, OpenAI, ...)."""
@@ -108,8 +131,6 @@ class ChatRemote(_ChatInputs):
     timeout: float = Input(120.0, min=1, max=3600)
 
     def run(self, ctx: NodeContext) -> _ChatInputs.Outputs:
-        import httpx
-
         url = self.base_url.rstrip("/") + "/chat/completions"
         body: dict[str, Any] = {"model": self.model, "messages": _check_messages(self.messages),
                                 "temperature": self.temperature,
@@ -122,12 +143,14 @@ class ChatRemote(_ChatInputs):
         parts: list[str] = []
         finish, usage = "stop", {}
         try:
-            with httpx.stream("POST", url, json=body, headers=headers,
-                              timeout=self.timeout) as response:
+            # Through the guarded client: a base_url from a request may not reach private
+            # addresses unless the operator configured or allow-listed them.
+            with request_url("POST", url, json=body, headers=headers,
+                             timeout=self.timeout) as response:
                 if response.status_code >= 400:
-                    detail = response.read().decode(errors="replace")[:300]
                     raise RemoteProviderError(f"{self.provider} at {url} answered "
-                                              f"{response.status_code}: {detail}")
+                                              f"{response.status_code}"
+                                              f"{_provider_message(response)}")
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -142,10 +165,10 @@ class ChatRemote(_ChatInputs):
                             parts.append(text)
                             ctx.progress(len(parts), self.max_tokens, text=text)
                         finish = choice.get("finish_reason") or finish
-        except httpx.HTTPError as exc:
-            raise RemoteProviderError(f"{self.provider} at {url} is unreachable: "
-                                      f"{type(exc).__name__}: {exc}") from exc
-        except json.JSONDecodeError as exc:
+        except FetchError as exc:
+            raise RemoteProviderError(f"{self.provider} at {url} cannot be reached: "
+                                      f"{exc}") from exc
+        except (json.JSONDecodeError, AttributeError) as exc:
             raise RemoteProviderError(f"{self.provider} at {url} sent a stream that is not "
                                       f"OpenAI's: {exc}") from exc
         return self.Outputs(text="".join(parts), finish_reason=finish, usage=usage,

@@ -115,6 +115,21 @@ def markers(tmp_path: Path) -> Callable[[], dict[str, int]]:
 
 
 @pytest.fixture
+def input_dir() -> Iterator[Path]:
+    """A fresh folder inside the test home's input folder: where nodes may read files
+    from disk (image.Load refuses paths elsewhere)."""
+    import shutil
+    import uuid
+
+    from engine.settings import get_settings
+
+    folder = get_settings().input_dir / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def picture_host() -> Iterator[str]:
     """A picture host on 127.0.0.1 (see tests/picture_host.py); yields its base URL."""
     from tests.picture_host import serving

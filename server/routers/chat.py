@@ -45,7 +45,7 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
         text, media = await artwork.MODES[mode](state, body, request.url.hostname)
         await asyncio.to_thread(chat.remember, state, body, conversation_id, text, media)
         return chat.ChatOut(conversation_id=conversation_id, text=text, media=media)
-    conversation_id, graph, inputs = chat.plan(state, body)
+    conversation_id, graph, inputs = await asyncio.to_thread(chat.plan, state, body)
     record = state.runs.start(graph, inputs)
     await until_done(record.handle, 3600)
     result = record.handle.result(0)
@@ -61,7 +61,7 @@ async def post_chat_stream(body: chat.ChatIn, state: State) -> StreamingResponse
     """Server-sent events: ``{"delta": text}`` frames, then ``{"done": true,
     "conversation_id", "text"}`` (or ``{"error": {...}}``)."""
     _check_mode(state, body)
-    conversation_id, graph, inputs = chat.plan(state, body)
+    conversation_id, graph, inputs = await asyncio.to_thread(chat.plan, state, body)
     record = state.runs.start(graph, inputs)
 
     async def frames() -> AsyncIterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from engine.fetch import FetchError, read_capped, request_url
 from engine.models.store import ModelNotFoundError
 from server.deps import State
 from server.errors import ApiError
@@ -36,7 +38,7 @@ def providers(state: AppState) -> dict[str, Any]:
                           "base_url": settings.llm_base_url, "default_model": "",
                           "capabilities": {"chat": True, "models_list": True, "images": False,
                                            "video": False, "multimodal": False}},
-        "ollama": {"label": "Ollama", "base_url": "http://127.0.0.1:11434",
+        "ollama": {"label": "Ollama", "base_url": settings.ollama_base_url,
                    "default_model": "",
                    "capabilities": {"chat": True, "models_list": True, "images": False,
                                     "video": False, "multimodal": True}},
@@ -77,26 +79,46 @@ async def get_models(state: State, provider: str = "local", base_url: str | None
     if provider not in REMOTE:
         raise ApiError(400, "unsupported_provider",
                        f"Provider '{provider}' is not supported for model listing.")
-    url = (base_url or providers(state).get(provider, {}).get("base_url") or "").rstrip("/")
+    configured = (providers(state).get(provider, {}).get("base_url") or "").rstrip("/")
+    url = (base_url or configured).strip().rstrip("/")
     if not url:
         raise ApiError(400, "base_url_required", f"give base_url for provider '{provider}'")
     listing = f"{url}/api/tags" if provider == "ollama" else f"{url}/models"
-    key = await asyncio.to_thread(state.api_keys.key, "openai_compat")
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            reply = await client.get(listing, headers={"Authorization": f"Bearer {key}"}
-                                     if key else {})
-        reply.raise_for_status()
-        data = reply.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise ApiError(502, "models_unavailable",
-                       f"{provider} at {listing} did not answer with a model list: "
-                       f"{type(exc).__name__}: {exc}") from exc
-    names = [m.get("name") or m.get("model") for m in data.get("models", [])] \
-        if provider == "ollama" else [m.get("id") for m in data.get("data", [])]
-    names = [n for n in names if n]
+    # A stored key goes only to the URL it was configured for, never to one a caller names.
+    key = await asyncio.to_thread(state.api_keys.key, "openai_compat") \
+        if provider == "openai_compat" and url == configured else None
+    data = await asyncio.to_thread(_model_list, state, provider, listing, key)
+    entries = data.get("models" if provider == "ollama" else "data")
+    entries = [m for m in entries if isinstance(m, dict)] if isinstance(entries, list) else []
+    names = [m.get("name") or m.get("model") if provider == "ollama" else m.get("id")
+             for m in entries]
+    names = [n for n in names if isinstance(n, str) and n]
     return {"ok": True, "provider": provider, "base_url": url, "models": names,
             "count": len(names)}
+
+
+def _model_list(state: AppState, provider: str, listing: str, key: str | None) -> Any:
+    """GET a provider's model list through the guarded client (caller-given URLs may not
+    reach private addresses unless allow-listed)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with request_url("GET", listing, timeout=5, headers=headers,
+                         settings=state.settings) as reply:
+            if reply.status_code >= 400:
+                raise ApiError(502, "models_unavailable",
+                               f"{provider} at {listing} answered {reply.status_code}")
+            data = json.loads(read_capped(reply, 4 * 1024**2))
+    except FetchError as exc:
+        status = 400 if exc.code in ("url_not_allowed", "invalid_url") else 502
+        raise ApiError(status, exc.code if status == 400 else "models_unavailable",
+                       f"{provider} at {listing}: {exc}") from exc
+    except ValueError as exc:
+        raise ApiError(502, "models_unavailable",
+                       f"{provider} at {listing} did not answer with a model list") from exc
+    if not isinstance(data, dict):
+        raise ApiError(502, "models_unavailable",
+                       f"{provider} at {listing} did not answer with a model list")
+    return data
 
 
 async def _probe(url: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.fetch import FetchError, check_url
 from engine.graph import Graph
 from server.errors import ApiError
 from server.services import personalities
@@ -127,6 +128,7 @@ def plan(state: AppState, body: ChatIn) -> tuple[str, Graph, dict[str, Any]]:
         if not body.provider_model:
             raise ApiError(400, "provider_model_required",
                            "provider_base_url needs provider_model (the provider's model name)")
+        _check_provider_url(state, body.provider_base_url)
         inputs.update(base_url=body.provider_base_url, model=body.provider_model,
                       api_key=body.provider_api_key or "",
                       provider=body.provider or "openai_compat")
@@ -134,6 +136,16 @@ def plan(state: AppState, body: ChatIn) -> tuple[str, Graph, dict[str, Any]]:
     if body.provider_model:
         inputs["model"] = body.provider_model
     return conversation_id, load_named(state.graphs_dir, "chat"), inputs
+
+
+def _check_provider_url(state: AppState, base_url: str) -> None:
+    """A provider URL from the request passes the outbound guard before any run starts
+    (the node checks again: graphs posted to /runs reach it without this service)."""
+    settings = state.settings
+    try:
+        check_url(base_url, settings.fetch_allow_list(), settings.trusted_urls())
+    except FetchError as exc:
+        raise ApiError(400, exc.code, f"provider_base_url: {exc}") from None
 
 
 def remember(state: AppState, body: ChatIn, conversation_id: str, text: str,

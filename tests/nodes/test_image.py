@@ -88,8 +88,8 @@ def test_saving_webp_keeps_transparency(run_node: RunNode, make_image: MakeImage
 
 
 def test_load_reads_a_file_on_disk(run_node: RunNode, make_image: MakeImage,
-                                   tmp_path: Path) -> None:
-    path = tmp_path / "picture.png"
+                                   input_dir: Path) -> None:
+    path = input_dir / "picture.png"
     quadrants(make_image).save(path)
     ran = run_node(Load, path=str(path))
     assert (ran["width"], ran["height"]) == (4, 2)
@@ -105,26 +105,26 @@ def test_load_reads_a_file_store_id(run_node: RunNode, make_image: MakeImage,
 
 
 def test_load_turns_palette_images_into_rgb(run_node: RunNode, make_image: MakeImage,
-                                            tmp_path: Path) -> None:
-    path = tmp_path / "palette.gif"
+                                            input_dir: Path) -> None:
+    path = input_dir / "palette.gif"
     make_image(3, 3, RED).convert("P").save(path)
     image = run_node(Load, path=str(path))["image"]
     assert image.mode == "RGB" and image.getpixel((1, 1)) == RED
 
 
 def test_load_missing_or_broken_files_are_clear_errors(run_node: RunNode,
-                                                       tmp_path: Path) -> None:
+                                                       input_dir: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
-        run_node(Load, path=str(tmp_path / "nope.png"))
-    broken = tmp_path / "broken.png"
+        run_node(Load, path=str(input_dir / "nope.png"))
+    broken = input_dir / "broken.png"
     broken.write_bytes(b"not an image")
     with pytest.raises(ValueError, match="is not an image Pillow can read"):
         run_node(Load, path=str(broken))
 
 
 def test_load_fingerprint_changes_when_the_file_changes(make_image: MakeImage,
-                                                        tmp_path: Path) -> None:
-    path = tmp_path / "changing.png"
+                                                        input_dir: Path) -> None:
+    path = input_dir / "changing.png"
     make_image(2, 2, RED).save(path)
     before = Load.fingerprint({"path": str(path)})
     make_image(3, 3, RED).save(path)
@@ -238,13 +238,31 @@ def test_to_mask_takes_one_channel(run_node: RunNode, make_image: MakeImage) -> 
     assert set(opaque.getdata()) == {255}
 
 
-def test_a_16_bit_picture_loads_scaled_not_clipped(run_node: RunNode, tmp_path) -> None:
+def test_a_16_bit_picture_loads_scaled_not_clipped(run_node: RunNode, input_dir) -> None:
     import numpy as np
     from PIL import Image
 
-    path = tmp_path / "deep.png"
+    path = input_dir / "deep.png"
     values = np.array([[0, 30000], [65535, 12850]], dtype=np.uint16)
     Image.fromarray(values).save(path)
     loaded = run_node(Load, path=str(path))["image"]
     assert loaded.mode == "L"
     assert list(loaded.getdata()) == [0, 117, 255, 50]
+
+
+def test_load_reads_nothing_outside_the_readable_folders(run_node: RunNode, make_image: MakeImage,
+                                                          input_dir: Path,
+                                                          tmp_path: Path) -> None:
+    outside = tmp_path / "private.png"
+    make_image(2, 2, RED).save(outside)
+    escape = input_dir / "escape.png"  # a symlink inside the input folder leading out
+    escape.symlink_to(outside)
+    climbing = f"{input_dir.name}/../../{outside.relative_to('/')}"
+    for path in (str(outside), str(escape), climbing, "/etc/hostname", "~/.bashrc"):
+        with pytest.raises(ValueError, match="outside the folders nodes may read"):
+            run_node(Load, path=path)
+        assert Load.fingerprint({"path": path}) is None  # not even its size is looked at
+    inside = input_dir / "inside.png"
+    make_image(2, 2, GREEN).save(inside)
+    relative = f"{input_dir.name}/inside.png"  # relative paths start in the input folder
+    assert run_node(Load, path=relative)["image"].getpixel((0, 0)) == GREEN

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from engine.events import Event
 from engine.executors.local import LocalExecutor
 from engine.graph import Graph
+from engine.settings import get_settings
 from tests.serving import free_port, serving
 
 
@@ -25,6 +26,8 @@ def provider_app(seen: list[dict]) -> FastAPI:
         seen.append({"body": body, "auth": request.headers.get("authorization")})
         if body["model"] == "missing":
             return JSONResponse({"error": {"message": "no such model"}}, status_code=404)
+        if body["model"] == "internal":  # a service that is not a provider, and talks
+            return JSONResponse({"admin_token": "s3cret-internal"}, status_code=403)
         words = body["messages"][-1]["content"].split()[::-1]
 
         def chunks() -> Iterator[str]:
@@ -53,9 +56,14 @@ def remote_graph(base_url: str, model: str = "tiny") -> Graph:
 
 @pytest.fixture
 def local(registry) -> Iterator[LocalExecutor]:
+    """An in-process executor whose settings allow-list 127.0.0.1, where the test
+    providers listen (the guard refuses loopback otherwise)."""
+    settings = get_settings()
+    settings.fetch_allow = "127.0.0.1"
     executor = LocalExecutor(registry)
     yield executor
     executor.close()
+    settings.fetch_allow = ""
 
 
 def test_a_remote_provider_streams_its_reply(local):
@@ -86,3 +94,38 @@ def test_a_provider_refusal_carries_its_status(local):
         result = local.run(remote_graph(f"{base}/v1", model="missing"), timeout=60)
     assert result.status == "failed"
     assert "answered 404" in result.error.message and "no such model" in result.error.message
+
+
+def test_a_private_base_url_is_refused_before_any_request(registry):
+    seen: list[dict] = []
+    executor = LocalExecutor(registry)
+    try:
+        with serving(provider_app(seen)) as base:
+            result = executor.run(remote_graph(f"{base}/v1"), timeout=60)
+    finally:
+        executor.close()
+    assert result.status == "failed" and result.error.error_type == "RemoteProviderError"
+    assert "private or loopback" in result.error.message
+    assert seen == []  # the provider was never called, the key never sent
+
+
+def test_the_configured_provider_url_is_reached_without_an_allow_list(registry):
+    seen: list[dict] = []
+    settings = get_settings()
+    executor = LocalExecutor(registry)
+    try:
+        with serving(provider_app(seen)) as base:
+            settings.llm_base_url = f"{base}/v1"
+            result = executor.run(remote_graph(f"{base}/v1"), timeout=60)
+    finally:
+        settings.llm_base_url = "http://127.0.0.1:11434/v1"
+        executor.close()
+    assert result.status == "success", result.error
+    assert len(seen) == 1
+
+
+def test_a_refusal_that_is_not_openai_shaped_is_not_echoed(local):
+    with serving(provider_app([])) as base:
+        result = local.run(remote_graph(f"{base}/v1", model="internal"), timeout=60)
+    assert result.status == "failed" and "answered 403" in result.error.message
+    assert "s3cret" not in result.error.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -220,14 +221,16 @@ def _upscale_with(store_root: Path, model_path: Path, registry, scale: float):
     store = ModelStore(store_root / "models")
     store.register(_manifest(model_path))
     models = LocalModels(store, 1024**3)
-    picture = store_root / "p.png"
-    _image(40, 24).save(picture)
+    files = FileStore(store_root / "files")
+    buffer = io.BytesIO()
+    _image(40, 24).save(buffer, format="PNG")
+    picture = files.save(buffer.getvalue(), ".png")
     graph = Graph.model_validate({"name": "up", "nodes": {
-        "load": {"type": "image.Load", "inputs": {"path": str(picture)}},
+        "load": {"type": "image.Load", "inputs": {"path": picture}},
         "up": {"type": "image.Upscale", "inputs": {"image": "${load.image}",
                                                    "scale": scale}},
     }, "outputs": {"image": "${up.image}", "method": "${up.method}"}})
-    executor = LocalExecutor(registry, files=FileStore(store_root / "files"), models=models)
+    executor = LocalExecutor(registry, files=files, models=models)
     try:
         return executor.run(graph, timeout=60)
     finally:

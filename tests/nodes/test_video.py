@@ -233,8 +233,9 @@ def progress_of(events: list[Event], node_id: str) -> list[float]:
 
 
 def test_without_a_video_model_the_nodes_render_a_camera_move(
-        video_registry: Registry, tmp_path: Path) -> None:
-    still = tmp_path / "still.png"
+        video_registry: Registry, tmp_path: Path,
+        input_dir: Path) -> None:
+    still = input_dir / "still.png"
     picture(100, 60).save(still)
     files = FileStore(tmp_path / "files")
     models = LocalModels(ModelStore(tmp_path / "no-models"), 1024**3)
@@ -252,10 +253,11 @@ def test_without_a_video_model_the_nodes_render_a_camera_move(
 
 
 def test_with_the_tiny_svd_the_nodes_stream_its_steps(
-        video_registry: Registry, svd_weights: Path, tmp_path: Path) -> None:
+        video_registry: Registry, svd_weights: Path, tmp_path: Path,
+        input_dir: Path) -> None:
     store = ModelStore(tmp_path / "models")
     store.register(manifest(svd_weights))
-    still = tmp_path / "still.png"
+    still = input_dir / "still.png"
     picture().save(still)
     files = FileStore(tmp_path / "files")
     models = LocalModels(store, 1024**3)
@@ -272,10 +274,11 @@ def test_with_the_tiny_svd_the_nodes_stream_its_steps(
 
 
 def test_a_named_video_model_that_is_missing_is_an_error(
-        video_registry: Registry, tmp_path: Path) -> None:
+        video_registry: Registry, tmp_path: Path,
+        input_dir: Path) -> None:
     from engine.graph import Graph
 
-    still = tmp_path / "still.png"
+    still = input_dir / "still.png"
     picture().save(still)
     graph = Graph.model_validate({"name": "clip", "nodes": {
         "load": {"type": "image.Load", "inputs": {"path": str(still)}},

@@ -51,6 +51,10 @@ def test_models_lists_installed_and_remote_models(core):
         "all-minilm-l6-v2"]
     remote = client.get("/models", params={"provider": "openai_compat"}).json()
     assert remote["models"] == ["qwen-7b", "llama-8b"] and remote["count"] == 2
+    private = client.get("/models", params={"provider": "openai_compat",
+                                            "base_url": f"http://127.0.0.1:{free_port()}/v1"})
+    assert private.status_code == 400 and private.json()["code"] == "url_not_allowed"
+    client.app.state.homepilot.settings.fetch_allow = "127.0.0.1"
     down = client.get("/models", params={"provider": "openai_compat",
                                          "base_url": f"http://127.0.0.1:{free_port()}/v1"})
     assert down.status_code == 502 and "openai_compat" in down.json()["message"]
