@@ -17,6 +17,7 @@ from engine.registry import Registry
 from engine.settings import Settings, get_settings
 from server import errors
 from server.auth import ApiKeyGuard
+from server.crosssite import CrossSiteGuard
 from server.hub import ClientHub
 from server.packroutes import PackRoutes
 from server.prompt_server import PromptServer
@@ -105,10 +106,17 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app = FastAPI(title="HomePilot", version=VERSION, lifespan=lifespan,
                   description="Local-first generative-AI server; every feature is a node graph.")
     app.state.homepilot = state
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(),
-                       allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
+    # The last added runs first: CORS (answers preflights, labels every answer), then the
+    # API key, then the cross-site check, then the routes.
+    origins = settings.cors_origin_list()
+    app.add_middleware(CrossSiteGuard, allowed_origins=origins)
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
+    # Credentials (cookies, auth headers) only for origins named one by one: with "*" any
+    # site could read answers made with the user's credentials.
+    app.add_middleware(CORSMiddleware, allow_origins=origins,
+                       allow_credentials="*" not in origins, allow_methods=["*"],
+                       allow_headers=["*"])
     errors.install(app)
     for module in (health, core, chat, conversations, uploads, settings_routes, presets, graphs,
                    comfy, files, openai, enhance, edit_sessions):

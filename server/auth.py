@@ -1,7 +1,9 @@
 """API-key protection: with HOMEPILOT_API_KEY set, everything but /health needs the key.
 
-Accepted as ``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or for WebSocket
-clients that cannot set headers, an ``api_key`` query parameter.
+Accepted as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; WebSocket clients,
+which cannot set headers, may send an ``api_key`` query parameter (on HTTP routes it is
+refused: a key in a URL ends up in logs and browser history). Every method needs the key,
+OPTIONS included: CORS preflights are answered by the CORS middleware before this one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class ApiKeyGuard:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS \
-                or scope.get("method") == "OPTIONS" or self._allowed(scope):
+                or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -43,7 +45,8 @@ class ApiKeyGuard:
         authorization = headers.get(b"authorization", b"")
         if authorization[:7].lower() == b"bearer ":
             offered.append(authorization[7:].strip())
-        query = parse_qs(scope.get("query_string", b"").decode())
-        offered += [v.encode() for v in query.get("api_key", [])]
+        if scope["type"] == "websocket":
+            query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
+            offered += [v.encode() for v in query.get("api_key", [])]
         return any(hmac.compare_digest(candidate, self.key) for candidate in offered
                    if candidate)

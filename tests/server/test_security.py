@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from engine.executors.local import LocalExecutor
 from engine.settings import Settings, get_settings
@@ -115,3 +116,82 @@ def test_chat_with_a_private_provider_url_is_refused_before_any_call(make_app):
         after = client.get("/conversations").json()["conversations"]
     assert reply.status_code == 400 and reply.json()["code"] == "url_not_allowed"
     assert seen == [] and after == before
+
+
+# -- 3. cross-site requests cannot run anything ------------------------------------------
+
+PROMPT = {"1": {"class_type": "MyAdd", "inputs": {"a": 1, "b": 2}},
+          "2": {"class_type": "MyFormat", "inputs": {"number": ["1", 0], "prefix": "n="}}}
+
+
+def _comfy_runs(client: TestClient) -> int:
+    return len(client.get("/history").json()) + len(client.get("/queue").json()[
+        "queue_running"])
+
+
+def test_a_text_plain_post_from_another_site_is_refused_and_runs_nothing(make_app):
+    import json
+
+    client = make_app()
+    body = json.dumps({"prompt": PROMPT})
+    refused = client.post("/prompt", content=body, headers={
+        "Content-Type": "text/plain", "Origin": "https://evil.example"})
+    assert refused.status_code == 403 and refused.json()["code"] == "cross_site_request"
+    for headers in ({"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "http://testserver.evil.example"}):
+        assert client.post("/prompt", content=body, headers={
+            "Content-Type": "application/json", **headers}).status_code == 403
+    assert client.post("/interrupt", headers={"Origin": "https://evil.example"}
+                       ).status_code == 403
+    # text/plain is refused from anyone: it is what a page can send without asking
+    plain = client.post("/prompt", content=body, headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415
+    assert _comfy_runs(client) == 0
+    with pytest.raises(WebSocketDisconnect) as closed:  # nor listen to the run events
+        with client.websocket_connect("/ws?clientId=a", headers={
+                "Origin": "https://evil.example"}) as socket:
+            socket.receive_text()
+    assert closed.value.code == 4403
+
+
+def test_this_servers_own_pages_configured_origins_and_scripts_still_work(make_app):
+    import json
+
+    client = make_app()
+    body = json.dumps({"prompt": PROMPT})
+    for headers in ({"Origin": "http://testserver", "Content-Type": "application/json"},
+                    {"Origin": "http://localhost:5173", "Content-Type": "application/json"},
+                    # ComfyUI's example script: urllib's default content type, no Origin
+                    {"Content-Type": "application/x-www-form-urlencoded"}):
+        accepted = client.post("/prompt", content=body, headers=headers)
+        assert accepted.status_code == 200, (headers, accepted.text)
+    # a browser sending urllib's form type is refused like any other form post
+    assert client.post("/prompt", content=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Origin": "http://testserver"}).status_code == 415
+
+
+# -- 5. the API key: every method, headers only on HTTP, credentials only for named origins
+
+def test_options_and_url_keys_do_not_pass_the_key_check(make_app):
+    client = make_app(api_key="s3cret-key")
+    assert client.options("/conversations").status_code == 401
+    assert client.options("/my_pack/hello").status_code == 401  # a pack's route
+    assert client.get("/conversations", params={"api_key": "s3cret-key"}).status_code == 401
+    # a CORS preflight from a configured origin is answered without the key ...
+    preflight = client.options("/conversations", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:5173"
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    # ... and one from anywhere else gets no permission
+    other = client.options("/conversations", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_wildcard_cors_origin_never_carries_credentials(make_app):
+    client = make_app(cors_origins="*")
+    reply = client.get("/health", headers={"Origin": "https://anywhere.example",
+                                           "Cookie": "session=1"})
+    assert reply.headers.get("access-control-allow-credentials") is None
