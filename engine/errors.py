@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 from pydantic import BaseModel
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlong = 40
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: shortened, and never raising.
+
+    ``repr`` raises for an int with more digits than ``sys.get_int_max_str_digits()``
+    and for values nested deeper than the recursion limit; a message must still be made.
+    """
+    try:
+        return _SHORT.repr(value)
+    except ValueError:  # a too-long int somewhere inside (reprlib on 3.11 does not catch it)
+        return f"<{type(value).__name__} holding an integer too long to print>"
 
 
 class EngineError(Exception):

@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from engine.errors import GraphLoadError
+from engine.errors import GraphLoadError, shown
 from engine.graph import Graph, NodeInstance
+from engine.reference import linkable
 
 
 def load_graph(path: str | Path) -> Graph:
@@ -20,18 +21,25 @@ def load_graph(path: str | Path) -> Graph:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise GraphLoadError(f"cannot read graph file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise GraphLoadError(f"graph file {path} is not UTF-8 text: {exc.reason} at byte "
+                             f"{exc.start}") from exc
     data = _parse_text(text, path.suffix.lower(), str(path))
     return graph_from_data(data, default_name=path.stem)
 
 
 def _parse_text(text: str, suffix: str, where: str) -> Any:
+    kind = "JSON" if suffix == ".json" else "YAML"
     try:
         if suffix == ".json":
             return json.loads(text)
         return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise GraphLoadError(f"{where} is not valid {'JSON' if suffix == '.json' else 'YAML'}: "
-                             f"{exc}") from exc
+    except RecursionError as exc:  # both parsers recurse once per nesting level
+        raise GraphLoadError(f"{where} nests lists or mappings too deeply to read") from exc
+    except (ValueError, yaml.YAMLError) as exc:
+        # ValueError: a JSON syntax error, or an integer with more digits than Python
+        # reads (sys.get_int_max_str_digits()), which either parser may meet.
+        raise GraphLoadError(f"{where} is not valid {kind}: {exc}") from exc
 
 
 def graph_from_data(data: Any, default_name: str = "graph") -> Graph:
@@ -58,31 +66,62 @@ def is_comfy_prompt(data: dict[str, Any]) -> bool:
     return all(isinstance(v, dict) and "class_type" in v for v in data.values())
 
 
-def graph_from_comfy(prompt: dict[str, Any], name: str = "prompt") -> Graph:
+def graph_from_comfy(prompt: Any, name: str = "prompt") -> Graph:
     """Translate ``{"3": {"class_type": ..., "inputs": {"a": ["4", 0]}}}`` to a graph.
 
     Links ``[node_id, index]`` become ``${node_id.index}``: outputs may be referenced by
     position, which is how ComfyUI names them.
     """
+    if not isinstance(prompt, dict):
+        raise GraphLoadError("a ComfyUI prompt must be an object of nodes by id, not "
+                             f"{type(prompt).__name__}")
     nodes: dict[str, NodeInstance] = {}
-    for node_id, body in prompt.items():
+    for key, body in prompt.items():
+        # Ids are text in ComfyUI's JSON; YAML or Python callers may write numbers.
+        node_id = _as_text(key, "node id")
+        if node_id in nodes:  # 1 and "1", say
+            raise GraphLoadError(f"node id {shown(key)} is the same as node '{node_id}': "
+                                 "node ids must be unique")
+        if not isinstance(body, dict):
+            raise GraphLoadError(f"node '{node_id}' must be an object with 'class_type' and "
+                                 f"'inputs', not {type(body).__name__}")
         inputs = body.get("inputs") or {}
         if not isinstance(inputs, dict):
             raise GraphLoadError(f"node '{node_id}': 'inputs' must be an object")
-        converted = {key: _comfy_value(value) for key, value in inputs.items()}
+        converted = {}
+        for input_name, value in inputs.items():
+            if not isinstance(input_name, str):
+                raise GraphLoadError(f"node '{node_id}': input names must be text, not "
+                                     f"{shown(input_name)}")
+            converted[input_name] = _comfy_value(node_id, input_name, value)
         meta = body.get("_meta")
         title = meta.get("title") if isinstance(meta, dict) else None
         class_type = body.get("class_type")
         if not isinstance(class_type, str):
             raise GraphLoadError(f"node '{node_id}': 'class_type' must be a string")
-        nodes[str(node_id)] = NodeInstance(type=class_type, inputs=converted, title=title)
+        # The title is only shown, so one that is not text is dropped rather than refused.
+        nodes[node_id] = NodeInstance(type=class_type, inputs=converted,
+                                      title=title if isinstance(title, str) else None)
     return Graph(name=name, nodes=nodes, format="comfy")
 
 
-def _comfy_value(value: Any) -> Any:
+def _as_text(value: Any, what: str) -> str:
+    try:
+        return str(value)
+    except ValueError as exc:  # an int with more digits than Python prints
+        raise GraphLoadError(f"{what} {shown(value)} has too many digits") from exc
+
+
+def _comfy_value(node_id: str, input_name: str, value: Any) -> Any:
     if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
             and isinstance(value[1], int) and not isinstance(value[1], bool)):
-        return f"${{{value[0]}.{value[1]}}}"
+        where = f"node '{node_id}' input '{input_name}':"
+        source = _as_text(value[0], f"{where} linked node id")
+        if not linkable(source):
+            # Written as "${3.1.0}" it would silently become text, not a link.
+            raise GraphLoadError(f"{where} cannot link to node {shown(source)}: only ids of "
+                                 "letters, digits, '_', '-' and ':' can be linked")
+        return f"${{{source}.{_as_text(value[1], f'{where} output index')}}}"
     if isinstance(value, str) and "${" in value:
         # A literal "${" in a ComfyUI widget value is text, not one of our references.
         return value.replace("${", "$${")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_REF = r"(?<!\$)\$\{\s*([A-Za-z0-9_\-:]+)\s*\.\s*([A-Za-z0-9_\-]+)\s*\}"
+# The node ids a reference can name: letters, digits, "_", "-" and ":".
+_SOURCE = r"[A-Za-z0-9_\-:]+"
+_REF = rf"(?<!\$)\$\{{\s*({_SOURCE})\s*\.\s*([A-Za-z0-9_\-]+)\s*\}}"
 _WHOLE = re.compile(rf"^{_REF}$")
 _ANY = re.compile(_REF)
+_LINKABLE = re.compile(_SOURCE)
 
 GRAPH_INPUTS = "inputs"
 
@@ -36,6 +39,11 @@ class Template:
     @property
     def refs(self) -> list[Ref]:
         return [part for part in self.parts if isinstance(part, Ref)]
+
+
+def linkable(node_id: str) -> bool:
+    """Whether ``${node_id.output}`` can name this node (``a b`` or ``3.1`` cannot)."""
+    return _LINKABLE.fullmatch(node_id) is not None
 
 
 def parse(value: object) -> Ref | Template | None:
