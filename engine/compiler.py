@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import repeat
 from typing import Any
 
 import networkx as nx
 
 from engine import types as t
-from engine.errors import GraphValidationError, ValidationIssue
+from engine.errors import GraphValidationError, ValidationIssue, shown
 from engine.graph import Graph
 from engine.plan import Link, Plan, PlanNode, TemplateInput
 from engine.reference import Ref, Template, parse, render, unescape
@@ -41,6 +42,10 @@ def compile_graph(graph: Graph, registry: Registry, inputs: dict[str, Any] | Non
     checks a graph file on its own, before anyone supplies its required inputs.
     """
     found = _Collector()
+    if inputs is not None and not isinstance(inputs, dict):
+        raise GraphValidationError([ValidationIssue(
+            kind="invalid_graph_inputs", message="graph inputs must be an object of values by "
+            f"input name, not {type(inputs).__name__}")])
     values = _graph_inputs(graph, inputs or {}, found, require_inputs)
     compiled: dict[str, PlanNode] = {}
     raw_links: dict[str, dict[str, Ref]] = {}
@@ -87,15 +92,24 @@ def _graph_inputs(graph: Graph, given: dict[str, Any], found: _Collector,
     for name in given:
         if name not in graph.inputs:
             known = ", ".join(sorted(graph.inputs)) or "none"
-            found.add("unknown_graph_input", f"graph '{graph.name}' has no input '{name}' "
-                      f"(its inputs: {known})", input=name)
+            # A Python caller may pass a non-text key; the issue still names it, as text.
+            label = name if isinstance(name, str) else shown(name)
+            found.add("unknown_graph_input", f"graph '{graph.name}' has no input '{label}' "
+                      f"(its inputs: {known})", input=label)
     for name, spec in graph.inputs.items():
-        if name in given:
+        # An unusable value is reported and left out: templates and the cache signature
+        # would otherwise crash on it before the issues are raised.
+        if name in given and (reason := _unusable(given[name])):
+            found.add("invalid_input_type", f"graph input '{name}' {reason}", input=name)
+        elif name in given:
             value = _coerce(spec.type, given[name])
             problem = _constant_problem(spec.type, value, spec.min, spec.max, spec.choices)
             if problem:
                 found.add(problem[0], problem[1], input=name)
             values[name] = value
+        elif spec.default is not None and (reason := _unusable(spec.default)):
+            found.add("invalid_input_type", f"the default of graph input '{name}' {reason}",
+                      input=name)
         elif spec.default is not None:
             values[name] = spec.default
         elif spec.is_required and require:
@@ -121,20 +135,56 @@ def _coerce(port_type: str, value: Any) -> Any:
     return value
 
 
+# Far deeper than any real value, and far inside the ~1,000 levels that repr() (the cache
+# signature) and JSON encoding recurse through wherever the value travels next.
+MAX_VALUE_DEPTH = 100
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def _unusable(value: Any) -> str | None:
+    """Why a value cannot go through a run, or None: it must be signed for the cache
+    (``repr``), rendered into templates (``str``) and sent back as JSON.
+
+    JSON and YAML text cannot hold such values (the loader refuses them); Python callers
+    can. ``repr`` finds too-long integers at C speed; the depth walk visits containers only.
+    """
+    try:
+        repr(value)
+    except ValueError:  # an int with more digits than sys.get_int_max_str_digits()
+        return "holds an integer with too many digits to print"
+    except RecursionError:
+        return f"is nested more than {MAX_VALUE_DEPTH} levels deep"
+    stack = [(value, 1)] if isinstance(value, _CONTAINERS) else []
+    while stack:  # iterative, so that a deep value cannot exhaust the stack here
+        item, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            return f"is nested more than {MAX_VALUE_DEPTH} levels deep"
+        parts = item.values() if isinstance(item, dict) else item
+        # map() over a builtin runs in C: a long list of plain numbers costs next to nothing.
+        if any(map(isinstance, parts, repeat(_CONTAINERS))):
+            stack.extend((part, depth + 1) for part in parts if isinstance(part, _CONTAINERS))
+    return None
+
+
 def _constant_problem(port_type: str, value: Any, low: float | None, high: float | None,
                       choices: list[Any] | None) -> tuple[str, str] | None:
+    reason = _unusable(value)
+    if reason:
+        return "invalid_input_type", f"this value {reason}"
     if choices is not None:
         if value not in choices:
-            shown = ", ".join(repr(c) for c in choices[:20])
-            return "value_not_in_list", f"{value!r} is not one of: {shown}"
+            listed = ", ".join(shown(c) for c in choices[:20])
+            return "value_not_in_list", f"{shown(value)} is not one of: {listed}"
         return None
     if not t.constant_fits(port_type, value):
-        return "invalid_input_type", f"{value!r} is not a valid {port_type}"
+        return "invalid_input_type", f"{shown(value)} is not a valid {port_type}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if low is not None and value < low:
-            return "value_smaller_than_min", f"{value} is smaller than the minimum {low:g}"
+            return ("value_smaller_than_min",
+                    f"{shown(value)} is smaller than the minimum {low:g}")
         if high is not None and value > high:
-            return "value_bigger_than_max", f"{value} is bigger than the maximum {high:g}"
+            return ("value_bigger_than_max",
+                    f"{shown(value)} is bigger than the maximum {high:g}")
         if isinstance(value, float) and math.isnan(value):
             return "invalid_input_type", "NaN is not a valid number"
     return None
