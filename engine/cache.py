@@ -63,6 +63,12 @@ class OutputCache:
                 _, (_, evicted) = self._entries.popitem(last=False)
                 self._bytes -= evicted
 
+    def discard(self, signature: str) -> None:
+        with self._lock:
+            entry = self._entries.pop(signature, None)
+            if entry is not None:
+                self._bytes -= entry[1]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

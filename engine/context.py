@@ -20,7 +20,7 @@ class NodeContext:
     """Given to ``run``; nodes use nothing of the engine beyond it."""
 
     __slots__ = ("run_id", "node_id", "node_type", "_sink", "_cancel", "_files", "_models",
-                 "log")
+                 "log", "saved_files")
 
     def __init__(self, run_id: str, node_id: str, node_type: str, sink: ProgressSink | None,
                  cancel: threading.Event | None, files: FileStore | None,
@@ -33,6 +33,9 @@ class NodeContext:
         self._files = files
         self._models = models
         self.log = logging.getLogger(f"homepilot.node.{node_type}")
+        # File ids this node stored: a cached result naming a file that was deleted since
+        # must not be served (see Executor.split_cached).
+        self.saved_files: list[str] = []
 
     def progress(self, value: float, total: float | None = None, *, text: str | None = None,
                  preview: str | None = None) -> None:
@@ -72,7 +75,7 @@ class NodeContext:
         """The file store for artifacts this node writes (images, videos, documents)."""
         if self._files is None:
             self._files = FileStore.default()
-        return self._files
+        return self._files.recording(self.saved_files)
 
 
 # The context of the node running in this thread. Only ComfyUI shims read it

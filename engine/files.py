@@ -14,10 +14,21 @@ _ID = re.compile(r"^f_[0-9a-f]{20}(\.[a-z0-9]{1,8})?$")
 
 
 class FileStore:
-    """Writes files atomically (temp name, then rename) so a crash leaves no half file."""
+    """Writes files atomically (temp name, then rename) so a crash leaves no half file.
 
-    def __init__(self, root: str | Path) -> None:
+    ``record``: a list each saved id is appended to (a node's context keeps one, so the
+    cache knows which files a result names and can tell when one was deleted)."""
+
+    def __init__(self, root: str | Path, record: list[str] | None = None) -> None:
         self.root = Path(root)
+        self.record = record
+
+    def recording(self, record: list[str]) -> FileStore:
+        """This store, noting every id it saves in ``record``."""
+        return FileStore(self.root, record)
+
+    def exists(self, file_id: str) -> bool:
+        return bool(_ID.match(file_id)) and (self.root / file_id).is_file()
 
     @classmethod
     def default(cls) -> FileStore:
@@ -37,6 +48,8 @@ class FileStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
+        if self.record is not None:
+            self.record.append(file_id)
         return file_id
 
     def path(self, file_id: str) -> Path:

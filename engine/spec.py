@@ -97,6 +97,7 @@ class NodeResult:
 
     values: tuple[Any, ...]
     ui: dict[str, Any] | None = None
+    files: tuple[str, ...] = ()  # file-store ids the execution saved
 
 
 Execute = Callable[[dict[str, Any], "NodeContext"], NodeResult]

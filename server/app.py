@@ -45,6 +45,7 @@ from server.storage.conversations import Conversations
 from server.storage.database import Database
 from server.storage.edit_sessions import EditSessions
 from server.storage.preferences import Preferences
+from server.storage.references import FileReferences
 from server.storage.secrets import SecretBox
 from server.version import VERSION
 
@@ -86,7 +87,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                      model_store=ModelStore(settings.models_dir), db=db,
                      conversations=Conversations(db),
                      api_keys=ApiKeys(db, SecretBox(settings.home / "secret.key")),
-                     edit_sessions=EditSessions(db), preferences=Preferences(db))
+                     edit_sessions=EditSessions(db), preferences=Preferences(db),
+                     references=FileReferences(db))
     pack_routes = PackRoutes()
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from server.storage.conversations import Conversations
 from server.storage.database import Database
 from server.storage.edit_sessions import EditSessions
 from server.storage.preferences import Preferences
+from server.storage.references import FileReferences
 
 
 @dataclass
@@ -34,3 +35,4 @@ class AppState:
     api_keys: ApiKeys
     edit_sessions: EditSessions
     preferences: Preferences
+    references: FileReferences

@@ -11,6 +11,7 @@ from engine.cache import OutputCache
 from engine.compiler import compile_graph
 from engine.errors import GraphValidationError, NodeError, RunCancelled, ValidationIssue
 from engine.events import Event
+from engine.files import FileStore
 from engine.graph import Graph
 from engine.plan import Plan
 from engine.registry import Registry
@@ -94,6 +95,17 @@ class Executor(abc.ABC):
 
     # -- helpers for implementations -------------------------------------------------------
 
+    def file_store(self) -> FileStore:
+        """Where this executor's nodes save files."""
+        return getattr(self, "files", None) or FileStore.default()
+
+    def _files_remain(self, entry: Any) -> bool:
+        files = getattr(entry, "files", ())
+        if not files:
+            return True
+        store = self.file_store()
+        return all(store.exists(file_id) for file_id in files)
+
     def split_cached(self, plan: Plan) -> tuple[list[str], dict[str, Any]]:
         """Which nodes must run, and the cache entries that spare the others.
 
@@ -110,9 +122,11 @@ class Executor(abc.ABC):
             node = plan.nodes[node_id]
             if not node.volatile:
                 hit = self.cache.get(node.signature)
-                if hit is not None:
+                if hit is not None and self._files_remain(hit):
                     cached[node_id] = hit
                     continue
+                if hit is not None:  # a file it names was deleted: compute it again
+                    self.cache.discard(node.signature)
             needed.add(node_id)
             stack.extend(node.deps)
         to_run = [node_id for node_id in plan.nodes if node_id in needed]
@@ -123,6 +137,14 @@ def node_error(node_id: str, node_type: str, exc: BaseException) -> NodeError:
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return NodeError(node_id=node_id, node_type=node_type, error_type=type(exc).__name__,
                      message=str(exc) or type(exc).__name__, traceback=lines[-12:])
+
+
+def inherited(own: tuple[str, ...], inputs: Any) -> tuple[str, ...]:
+    """The file ids a cached result depends on: its own and its inputs', each once."""
+    merged = dict.fromkeys(own)
+    for files in inputs:
+        merged.update(dict.fromkeys(files))
+    return tuple(merged)
 
 
 def started_event(handle: RunHandle, plan: Plan, to_run: list[str], cached: list[str]) -> None:

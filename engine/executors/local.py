@@ -18,6 +18,7 @@ from engine.events import Event
 from engine.executors.base import (
     Executor,
     finished_event,
+    inherited,
     is_cancellation,
     node_error,
     started_event,
@@ -169,6 +170,7 @@ class Drive:
                           self.executor.files, self.executor.models)
         try:
             result = execute(node, gather(node, self._lookup), ctx)
+            result.files = tuple(ctx.saved_files)
             return node.id, result, None, start, time.time()
         except BaseException as exc:  # reported as the node's failure below
             return node.id, None, exc, start, time.time()
@@ -192,6 +194,8 @@ class Drive:
                                    self.error.model_dump(exclude={"traceback"})))
             return []
         assert result is not None
+        # A result names the files of its inputs too: if any is deleted, it is stale.
+        result.files = inherited(result.files, (self.results[d].files for d in node.deps))
         self.results[node_id] = result
         self.executed.append(node_id)
         if not node.volatile:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -20,7 +21,13 @@ import ray
 from engine.cache import OutputCache
 from engine.errors import EngineError, NodeError
 from engine.events import Event
-from engine.executors.base import Executor, finished_event, node_error, started_event
+from engine.executors.base import (
+    Executor,
+    finished_event,
+    inherited,
+    node_error,
+    started_event,
+)
 from engine.executors.raytask import FAILED, Relay, Task, TaskNode, run_group
 from engine.models.ray import RayModels
 from engine.models.store import ModelStore
@@ -43,6 +50,7 @@ class Entry:
     ref: ray.ObjectRef
     key: str            # the node id the value dict holds this result under
     ui: dict[str, Any] | None
+    files: tuple[str, ...] = ()  # file-store ids the execution saved
 
 
 def ensure_ray(address: str | None = None, dashboard: bool | None = None,
@@ -55,18 +63,57 @@ def ensure_ray(address: str | None = None, dashboard: bool | None = None,
         return None
     settings = get_settings()
     include_dashboard = settings.ray_dashboard if dashboard is None else dashboard
-    kwargs: dict[str, Any] = {"address": address or settings.ray_address,
-                              "include_dashboard": include_dashboard,
+    address = address or settings.ray_address
+    kwargs: dict[str, Any] = {"address": address, "include_dashboard": include_dashboard,
                               "logging_level": logging.WARNING, "log_to_driver": True}
-    if not (address or settings.ray_address):  # starting Ray here: its settings are ours
+    if not address:  # starting Ray here: its settings are ours
+        # Without an address ray.init() joins whatever RAY_ADDRESS or the last `ray start`
+        # names: another user's cluster, or another HomePilot's. "local" always starts ours.
+        kwargs["address"] = "local"
+        if os.environ.get("RAY_ADDRESS"):
+            log.warning("RAY_ADDRESS=%s is ignored: HomePilot starts its own Ray unless "
+                        "given --ray-address (or HOMEPILOT_RAY_ADDRESS)",
+                        os.environ["RAY_ADDRESS"])
         kwargs["_system_config"] = {"num_workers_soft_limit": settings.ray_warm_workers}
         if include_dashboard:
-            kwargs["dashboard_host"] = "127.0.0.1"
-            kwargs["dashboard_port"] = settings.ray_dashboard_port
+            kwargs["dashboard_host"] = DASHBOARD_HOST
+            kwargs["dashboard_port"] = dashboard_port(settings.ray_dashboard_port)
     kwargs.update(init_kwargs)
     context = ray.init(**kwargs)
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None
+
+
+DASHBOARD_HOST = "127.0.0.1"
+
+
+def dashboard_port(wanted: int, tries: int = 100) -> int:
+    """``wanted`` if nothing listens there, else the next free port after it.
+
+    Ray refuses to start when the dashboard port it is given is taken (another HomePilot,
+    another Ray on this machine). Two servers starting in the same instant can still pick
+    the same port; the second then fails as before.
+    """
+    for port in range(wanted, min(wanted + tries, 65536)):
+        if _free(DASHBOARD_HOST, port):
+            if port != wanted:
+                log.warning("the Ray dashboard port %d is taken (another Ray or HomePilot "
+                            "on this machine?); the dashboard uses %d", wanted, port)
+            return port
+    raise EngineError(f"no free port for the Ray dashboard in {wanted}..{wanted + tries - 1}; "
+                      "set HOMEPILOT_RAY_DASHBOARD_PORT or HOMEPILOT_RAY_DASHBOARD=false")
+
+
+def _free(host: str, port: int) -> bool:
+    # The same test Ray makes: SO_REUSEADDR, so that a port only in TIME_WAIT (a server
+    # that just stopped) counts as free, and only a listener makes it taken.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class RayExecutor(Executor):
@@ -187,6 +234,9 @@ class RayDrive:
         self.keys: dict[str, str] = {}
         self.error: NodeError | None = None
         self.stopped = False
+        # File ids each node's result depends on (its own and its inputs'); groups settle
+        # in submission order, which is topological, so inputs are known first.
+        self.files: dict[str, tuple[str, ...]] = {}
 
     def loop(self) -> None:
         handle, plan = self.handle, self.plan
@@ -196,6 +246,7 @@ class RayDrive:
             refs: dict[str, ray.ObjectRef] = {n: e.ref for n, e in cached.items()}
             self.keys = {n: e.key for n, e in cached.items()}
             self.ui = {n: e.ui for n, e in cached.items() if e.ui}
+            self.files = {n: e.files for n, e in cached.items()}
             pending = self._submit(to_run, refs)
             pump = threading.Thread(target=self._pump, daemon=True,
                                     name=f"homepilot-progress-{handle.run_id[:8]}")
@@ -313,8 +364,11 @@ class RayDrive:
             self.executed.append(node.id)
             if meta.get("ui"):
                 self.ui[node.id] = meta["ui"]
+            files = self.files[node.id] = inherited(
+                tuple(meta.get("files", ())), (self.files.get(d, ()) for d in node.deps))
             if not node.volatile:
-                self.executor.cache.put(node.signature, Entry(value_ref, node.id, meta.get("ui")),
+                self.executor.cache.put(node.signature, Entry(value_ref, node.id, meta.get("ui"),
+                                                              files),
                                         meta.get("size", 64))
             data = {"type": node.type, "seconds": meta["end"] - meta["start"]}
             if meta.get("ui"):

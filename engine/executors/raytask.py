@@ -200,6 +200,8 @@ def run_group(packed: Any, *dependencies: dict[str, Any]
         meta.update(end=time.time(), size=sum(estimate_size(v) for v in result.values))
         if result.ui:
             meta["ui"] = result.ui
+        if ctx.saved_files:
+            meta["files"] = ctx.saved_files
         metas.append(meta)
     sink.close()  # progress must be in the relay before the driver sees this task finish
     return produced, metas

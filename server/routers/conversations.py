@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from engine.errors import EngineError
 from server.deps import State
+from server.state import AppState
 
 router = APIRouter(tags=["conversations"])
 ConversationId = Annotated[str, "conversation id"]
@@ -31,12 +32,24 @@ async def conversation_messages(conversation_id: str, state: State,
 
 @router.delete("/conversations/{conversation_id}")
 async def delete_conversation(conversation_id: str, state: State) -> dict[str, Any]:
-    files = await asyncio.to_thread(state.conversations.media_files, conversation_id)
-    deleted = await asyncio.to_thread(state.conversations.delete, conversation_id)
+    deleted, removed = await asyncio.to_thread(_delete, state, conversation_id)
+    return {"ok": True, "deleted": deleted > 0, "deleted_messages": deleted,
+            "deleted_media_files": removed, "conversation_id": conversation_id}
+
+
+def _delete(state: AppState, conversation_id: str) -> tuple[int, int]:
+    """Remove the conversation, its edit session and the media only it still shows."""
+    files = state.conversations.media_files(conversation_id)
+    deleted = state.conversations.delete(conversation_id)
     # An edit session is keyed by its conversation: its versions are the files just listed.
-    await asyncio.to_thread(state.edit_sessions.delete, conversation_id)
+    state.edit_sessions.delete(conversation_id)
+    # Another conversation (a cached run hands out the same file) or edit session may
+    # still show a file: those stay.
+    shared = state.references.in_use(files)
     removed = 0
     for file_id in files:
+        if file_id in shared:
+            continue
         try:
             path = state.files.path(file_id)
         except EngineError:
@@ -44,8 +57,7 @@ async def delete_conversation(conversation_id: str, state: State) -> dict[str, A
         if path.is_file():
             path.unlink()
             removed += 1
-    return {"ok": True, "deleted": deleted > 0, "deleted_messages": deleted,
-            "deleted_media_files": removed, "conversation_id": conversation_id}
+    return deleted, removed
 
 
 @router.get("/conversations/{conversation_id}/search")

@@ -195,3 +195,28 @@ def test_a_wildcard_cors_origin_never_carries_credentials(make_app):
     reply = client.get("/health", headers={"Origin": "https://anywhere.example",
                                            "Cookie": "session=1"})
     assert reply.headers.get("access-control-allow-credentials") is None
+
+
+# -- 8. a file two conversations show survives the deletion of one of them ----------------
+
+def test_deleting_a_conversation_keeps_the_pictures_others_still_show(media_app):
+    ask = {"message": "a quiet harbour", "mode": "imagine", "imgWidth": 64, "imgHeight": 64,
+           "imgSteps": 2, "imgSeed": 77, "imgPreset": "custom"}
+
+    def imagine() -> tuple[str, str]:
+        out = media_app.post("/chat", json=ask).json()
+        return out["conversation_id"], out["media"]["images"][0]
+
+    first, picture = imagine()
+    second, same = imagine()  # served from the engine's cache: the same stored file
+    assert same == picture
+    gone = media_app.delete(f"/conversations/{first}").json()
+    assert gone["deleted_messages"] == 2 and gone["deleted_media_files"] == 0
+    assert media_app.get(picture).status_code == 200
+    assert media_app.get(f"/conversations/{second}/messages").json()["messages"][1][
+        "media"]["images"] == [picture]
+    gone = media_app.delete(f"/conversations/{second}").json()
+    assert gone["deleted_media_files"] == 1 and media_app.get(picture).status_code == 404
+    # the cache does not hand out the deleted file: the picture is drawn again
+    _, again = imagine()
+    assert again != picture and media_app.get(again).status_code == 200
