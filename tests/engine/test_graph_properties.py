@@ -145,11 +145,11 @@ TYPED = {"STRING": st.text(max_size=8), "INT": st.integers(-1, 9) | st.just(2**6
 small = fine | huge | st.floats() | st.sampled_from(["12", "true", "upper", "=="])
 constants = small | st.lists(small, max_size=3) | st.dictionaries(st.text(max_size=3), small,
                                                                   max_size=2)
-bad_links = st.builds("${{{}.{}}}".format, st.sampled_from(["a", "b", "ghost", "inputs"]),
-                      st.sampled_from(["value", "nope", "7", "-1", "z"]))
+bad_links = st.builds("${{{}.{}}}".format, st.sampled_from(["a", "b", "c", "ghost", "inputs"]),
+                      st.sampled_from(["0", "value", "text", "nope", "7", "-1"]))  # self too
 around = st.sampled_from(["", "n=", "$${a.value} "])  # text making a link a template
-anything = (constants | bad_links | st.builds("{}{}!".format, around, bad_links)
-            | st.sampled_from(["$${a.value}", "${", "${inputs.x"]))
+anything = st.booleans().flatmap(lambda link: bad_links if link else constants | st.builds(
+    "{}{}!".format, around, bad_links) | st.sampled_from(["$${a.value}", "${", "${inputs.x"]))
 Either = Callable[[st.SearchStrategy[Any], st.SearchStrategy[Any]], Any]
 Link = Callable[[str, int, str], Any]  # (node id, output index, output name) -> a link
 Nodes = dict[str, tuple[str, dict[str, Any]]]  # node id -> (type, inputs)
