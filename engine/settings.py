@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # folder (a path list like PATH). Graphs come from requests: they may not read the disk.
     read_dirs: str = ""
     max_upload_mb: int = 25
+    # Seconds an incognito chat's pictures and videos stay fetchable before they are swept.
+    incognito_ttl: float = 3600.0
     # When set, every endpoint but /health needs it (Bearer or X-API-Key).
     api_key: str = ""
     public_base_url: str = ""

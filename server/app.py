@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from engine.settings import Settings, get_settings
 from server import errors
 from server.auth import ApiKeyGuard
 from server.crosssite import CrossSiteGuard
+from server.housekeeping import sweep_forever
 from server.hub import ClientHub
 from server.packroutes import PackRoutes
 from server.prompt_server import PromptServer
@@ -44,6 +46,7 @@ from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
 from server.storage.edit_sessions import EditSessions
+from server.storage.expiring import ExpiringFiles
 from server.storage.preferences import Preferences
 from server.storage.references import FileReferences
 from server.storage.secrets import SecretBox
@@ -81,23 +84,28 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     executor = executor or build_executor(settings, registry)
     hub = ClientHub()
     db = Database(settings.home / "homepilot.duckdb")
+    store = FileStore(settings.home / "files")
+    references = FileReferences(db)
     state = AppState(settings=settings, registry=registry, executor=executor,
-                     runs=RunService(executor), files=FileStore(settings.home / "files"),
+                     runs=RunService(executor), files=store,
                      hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS,
                      model_store=ModelStore(settings.models_dir), db=db,
                      conversations=Conversations(db),
                      api_keys=ApiKeys(db, SecretBox(settings.home / "secret.key")),
                      edit_sessions=EditSessions(db), preferences=Preferences(db),
-                     references=FileReferences(db))
+                     references=references,
+                     expiring=ExpiringFiles(db, store, references))
     pack_routes = PackRoutes()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         PromptServer.instance.sink = hub.send
         await pack_routes.start()
+        sweeper = asyncio.create_task(sweep_forever(state))
         try:
             yield
         finally:
+            sweeper.cancel()
             await pack_routes.stop()
             for record in state.runs.running():
                 record.handle.cancel()

@@ -16,6 +16,7 @@ from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
 from server.storage.edit_sessions import EditSessions
+from server.storage.expiring import ExpiringFiles
 from server.storage.preferences import Preferences
 from server.storage.references import FileReferences
 
@@ -36,3 +37,4 @@ class AppState:
     edit_sessions: EditSessions
     preferences: Preferences
     references: FileReferences
+    expiring: ExpiringFiles

@@ -52,7 +52,7 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
     if result.status != "success":
         raise _failure(result.error, body.provider)
     text = result.outputs["text"] or "…"
-    chat.remember(state, body, conversation_id, text)
+    await asyncio.to_thread(chat.remember, state, body, conversation_id, text)
     return chat.ChatOut(conversation_id=conversation_id, text=text, media=None)
 
 

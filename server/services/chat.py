@@ -15,6 +15,7 @@ from server.errors import ApiError
 from server.services import personalities
 from server.services.graphs import graph_path, load_named
 from server.state import AppState
+from server.storage.conversations import produced_files
 
 HISTORY_LIMIT = 8
 FUN_SYSTEM = ("You are HomePilot in fun mode: playful, witty and upbeat, with a light touch "
@@ -150,5 +151,10 @@ def _check_provider_url(state: AppState, base_url: str) -> None:
 
 def remember(state: AppState, body: ChatIn, conversation_id: str, text: str,
              media: dict[str, Any] | None = None) -> None:
+    """Store both turns; an incognito chat stores nothing, and the media it made are kept
+    only for ``incognito_ttl`` seconds (long enough to be seen)."""
+    if body.incognito:
+        state.expiring.add(produced_files(media), state.settings.incognito_ttl)
+        return
     state.conversations.add(conversation_id, [("user", body.message, None),
                                               ("assistant", text, media)], body.project_id)

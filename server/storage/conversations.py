@@ -81,20 +81,10 @@ class Conversations:
                                     updated_at=_stamp(r[3])) for r in rows]
 
     def media_files(self, conversation_id: str) -> list[str]:
-        """File-store ids of the media the conversation produced (``/files/<id>``). The
-        pictures a request started from (its source and mask) are the user's and stay."""
+        """File-store ids of the media the conversation produced (``/files/<id>``)."""
         rows = self.db.read("SELECT media FROM messages WHERE conversation_id = ? AND media "
                             "IS NOT NULL", [conversation_id])
-        found: set[str] = set()
-        for (media,) in rows:
-            produced = json.loads(media)
-            if isinstance(produced, dict):
-                produced.pop("source_image", None)
-                if isinstance(produced.get("edit_settings"), dict):
-                    produced["edit_settings"].pop("mask_url", None)
-            found.update(re.findall(r"/files/(f_[0-9a-f]{20}(?:\.[a-z0-9]{1,8})?)",
-                                    json.dumps(produced)))
-        return sorted(found)
+        return sorted({f for (media,) in rows for f in produced_files(json.loads(media))})
 
     def delete(self, conversation_id: str) -> int:
         with self.db.write() as cursor:
@@ -124,6 +114,19 @@ class Conversations:
                     cursor.execute("PRAGMA create_fts_index('messages', 'id', 'content', "
                                    "overwrite=1)")
                 self._index_stale = False
+
+
+def produced_files(media: Any) -> list[str]:
+    """File-store ids of the media a reply produced (``/files/<id>`` URLs in it). The
+    pictures a request started from (its source and mask) are the user's and are not."""
+    if isinstance(media, dict):
+        media = dict(media)
+        media.pop("source_image", None)
+        if isinstance(media.get("edit_settings"), dict):
+            media["edit_settings"] = {k: v for k, v in media["edit_settings"].items()
+                                      if k != "mask_url"}
+    return sorted(set(re.findall(r"/files/(f_[0-9a-f]{20}(?:\.[a-z0-9]{1,8})?)",
+                                 json.dumps(media))))
 
 
 def snippet(text: str, query: str, width: int = 60) -> str:

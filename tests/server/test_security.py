@@ -220,3 +220,34 @@ def test_deleting_a_conversation_keeps_the_pictures_others_still_show(media_app)
     # the cache does not hand out the deleted file: the picture is drawn again
     _, again = imagine()
     assert again != picture and media_app.get(again).status_code == 200
+
+
+# -- 4. incognito chats leave nothing behind -----------------------------------------------
+
+def _rows(client: TestClient) -> int:
+    (count,) = client.app.state.homepilot.db.read("SELECT count(*) FROM messages")[0]
+    return count
+
+
+def test_an_incognito_chat_stores_nothing(media_app):
+    before = _rows(media_app)
+    said = media_app.post("/chat", json={"message": "Say hi", "incognito": True,
+                                         "textMaxTokens": 8}).json()
+    streamed = media_app.post("/chat/stream", json={"message": "Say hi", "incognito": True,
+                                                    "textMaxTokens": 8})
+    assert streamed.status_code == 200 and '"done": true' in streamed.text
+    drawn = media_app.post("/chat", json={
+        "message": "a lantern", "mode": "imagine", "incognito": True, "imgWidth": 64,
+        "imgHeight": 64, "imgSteps": 2, "imgSeed": 5, "imgPreset": "custom"}).json()
+    picture = drawn["media"]["images"][0]
+    assert said["text"] and media_app.get(picture).status_code == 200  # shown, for now
+    assert _rows(media_app) == before
+    assert media_app.get("/conversations").json()["conversations"] == []
+    assert media_app.get(f"/conversations/{said['conversation_id']}/messages").json()[
+        "messages"] == []
+    # once its time is up, the sweep deletes the picture
+    import time
+
+    expiring = media_app.app.state.homepilot.expiring
+    assert expiring.sweep(now=time.time() + 3601) == 1
+    assert media_app.get(picture).status_code == 404
