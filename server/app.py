@@ -18,6 +18,7 @@ from engine.registry import Registry
 from engine.settings import Settings, get_settings
 from server import errors
 from server.auth import ApiKeyGuard
+from server.bodylimit import BodyLimit
 from server.crosssite import CrossSiteGuard
 from server.housekeeping import sweep_forever
 from server.hub import ClientHub
@@ -117,9 +118,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                   description="Local-first generative-AI server; every feature is a node graph.")
     app.state.homepilot = state
     # The last added runs first: CORS (answers preflights, labels every answer), then the
-    # API key, then the cross-site check, then the routes.
+    # API key, then the body cap, then the cross-site check, then the routes.
     origins = settings.cors_origin_list()
     app.add_middleware(CrossSiteGuard, allowed_origins=origins)
+    # The upload cap plus room for multipart's boundaries and headers.
+    app.add_middleware(BodyLimit, max_bytes=(settings.max_upload_mb + 1) * 1024**2)
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
     # Credentials (cookies, auth headers) only for origins named one by one: with "*" any

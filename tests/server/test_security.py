@@ -251,3 +251,64 @@ def test_an_incognito_chat_stores_nothing(media_app):
     expiring = media_app.app.state.homepilot.expiring
     assert expiring.sweep(now=time.time() + 3601) == 1
     assert media_app.get(picture).status_code == 404
+
+
+# -- 6. uploads stop at the cap while they stream in -------------------------------------
+
+def _upload_headers(port: int, length: int | None) -> bytes:
+    framing = f"Content-Length: {length}" if length is not None else \
+        "Transfer-Encoding: chunked"
+    return (f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: multipart/form-data; boundary=xyz\r\n{framing}\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _answer(sock) -> bytes:
+    sock.settimeout(20)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_an_oversized_upload_is_refused_before_it_is_all_read(registry, tmp_path):
+    import select
+    import socket
+
+    home = tmp_path / "home"
+    executor = LocalExecutor(registry)
+    app = create_app(Settings(home=home, max_upload_mb=1), registry, executor)
+    try:
+        with serving(app) as base:
+            port = int(base.rsplit(":", 1)[1])
+            # a declared length over the cap: refused before a byte of the body is sent
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(_upload_headers(port, 200 * 1024**2))
+                assert _answer(sock).startswith(b"HTTP/1.1 413")
+            # no declared length: the server stops reading at the cap
+            sent, answered = 0, b""
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                part = (b'--xyz\r\nContent-Disposition: form-data; name="file"; '
+                        b'filename="a.png"\r\n\r\n')
+                sock.sendall(_upload_headers(port, None) + _chunk(part))
+                chunk = _chunk(b"\0" * 256 * 1024)
+                try:
+                    while sent < 200 * 1024**2:
+                        sock.sendall(chunk)
+                        sent += 256 * 1024
+                        if select.select([sock], [], [], 0)[0]:
+                            break  # the server has answered
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                answered = _answer(sock)
+        assert answered.startswith(b"HTTP/1.1 413")
+        assert sent < 32 * 1024**2  # far from the 200 MB the client meant to send
+        assert not (home / "files").exists() or not any((home / "files").iterdir())
+    finally:
+        executor.close()
