@@ -9,6 +9,9 @@ from engine.errors import RunCancelled
 from engine.fetch import FetchError, fetch_url, read_capped, request_url
 from engine.files import ReadRefusedError, readable_path
 from engine.models.store import ModelNotFoundError
+from engine.pictures import FORMATS as PICTURE_FORMATS
+from engine.pictures import NAMES as PICTURE_NAMES
+from engine.pictures import decode_errors, open_picture
 from engine.spec import Resources
 from engine.types import (
     AnyValue,
@@ -29,5 +32,6 @@ __all__ = [
     "Input", "Json",
     "Mask", "Messages", "ModelNotFoundError", "Node", "NodeContext", "NodeOutputs", "Output",
     "Port", "ReadRefusedError", "Resources", "RunCancelled", "Video", "fetch_url", "node",
-    "read_capped", "readable_path", "request_url",
+    "PICTURE_FORMATS", "PICTURE_NAMES", "decode_errors", "open_picture", "read_capped",
+    "readable_path", "request_url",
 ]

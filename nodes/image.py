@@ -12,10 +12,11 @@ import re
 from typing import Any
 
 from PIL import Image as PILImage
-from PIL import ImageColor, ImageOps, UnidentifiedImageError
+from PIL import ImageColor, ImageOps
 
 from engine.sdk import (
     ALWAYS,
+    PICTURE_NAMES,
     FetchError,
     Image,
     Input,
@@ -24,8 +25,10 @@ from engine.sdk import (
     NodeContext,
     NodeOutputs,
     ReadRefusedError,
+    decode_errors,
     fetch_url,
     node,
+    open_picture,
     readable_path,
 )
 
@@ -150,13 +153,14 @@ class LoadUrl(Node):
 
 
 def _decode(data: bytes, what: str) -> PILImage.Image:
-    """The picture in ``data`` as a viewer shows it (EXIF orientation applied)."""
+    """The picture in ``data`` as a viewer shows it (EXIF orientation applied); only the
+    formats every decoder of the server accepts (``engine.pictures.FORMATS``)."""
     try:
-        with PILImage.open(io.BytesIO(data)) as opened:
-            opened.load()
+        with open_picture(data) as opened:
             image = ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
-        raise ValueError(f"{what} is not an image Pillow can read: {exc}") from exc
+    except decode_errors() as exc:
+        raise ValueError(f"{what} is not an image Pillow can read (it reads {PICTURE_NAMES}): "
+                         f"{exc}") from exc
     return _normalise(image)
 
 

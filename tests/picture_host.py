@@ -1,6 +1,7 @@
 """A small picture host on 127.0.0.1 for fetch tests: real HTTP, no outside network.
 
-``/p.png`` is a 64x48 PNG, ``/notes.txt`` is text, ``/to?url=U`` redirects to U.
+``/p.png`` is a 64x48 PNG, ``/p.ppm`` the same picture as a PPM (a format Pillow reads
+but the server does not take), ``/notes.txt`` is text, ``/to?url=U`` redirects to U.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 from PIL import Image
 
 
-def _png() -> bytes:
+def _picture(fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 30, 90)).save(buffer, format="PNG")
+    Image.new("RGB", (64, 48), (200, 30, 90)).save(buffer, format=fmt)
     return buffer.getvalue()
 
 
@@ -31,7 +32,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if parts.path == "/p.png":
-            body, kind, status = _png(), "image/png", 200
+            body, kind, status = _picture(), "image/png", 200
+        elif parts.path == "/p.ppm":
+            body, kind, status = _picture("PPM"), "image/x-portable-pixmap", 200
         elif parts.path == "/notes.txt":
             body, kind, status = b"just some text", "text/plain", 200
         else:

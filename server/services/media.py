@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import struct
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from engine.errors import EngineError
 from engine.fetch import FetchError, fetch
+from engine.pictures import FORMATS, NAMES, decode_errors
 from server.errors import ApiError
 from server.routers.uploads import image_suffix
 from server.state import AppState
@@ -29,10 +29,7 @@ _FILE_ID = re.compile(r"f_[0-9a-f]{20}(\.[a-z0-9]{1,8})?")
 _FILES_PATH = re.compile(r"^/files/(f_[0-9a-f]{20}(?:\.[a-z0-9]{1,8})?)$")
 
 
-# What a source picture may be (Pillow would open far more, e.g. EPS through Ghostscript).
-FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError,
-                  ValueError, EOFError, TypeError, IndexError, struct.error)
+_DECODE_ERRORS = decode_errors()
 
 
 def image_size(data: bytes, what: str = "the image") -> tuple[int, int]:
@@ -46,7 +43,7 @@ def image_size(data: bytes, what: str = "the image") -> tuple[int, int]:
             opened.load()  # header checks pass truncated and corrupt files
     except _DECODE_ERRORS as exc:
         raise ApiError(400, "not_an_image", f"{what} is not a picture that can be read "
-                       f"(PNG, JPEG, WEBP, GIF, BMP or TIFF)") from exc
+                       f"({NAMES})") from exc
     return size
 
 

@@ -266,3 +266,14 @@ def test_load_reads_nothing_outside_the_readable_folders(run_node: RunNode, make
     make_image(2, 2, GREEN).save(inside)
     relative = f"{input_dir.name}/inside.png"  # relative paths start in the input folder
     assert run_node(Load, path=relative)["image"].getpixel((0, 0)) == GREEN
+
+
+def test_load_takes_only_the_picture_formats_every_decoder_takes(run_node: RunNode,
+                                                                  make_image: MakeImage,
+                                                                  input_dir: Path) -> None:
+    for fmt, name in (("ICO", "p.ico"), ("PPM", "p.ppm"), ("TGA", "p.tga")):
+        make_image(16, 16, RED).save(input_dir / name, format=fmt)
+        with pytest.raises(ValueError, match="PNG, JPEG, WEBP, GIF, BMP or TIFF"):
+            run_node(Load, path=str(input_dir / name))
+    make_image(16, 16, RED).save(input_dir / "p.bmp", format="BMP")
+    assert run_node(Load, path=str(input_dir / "p.bmp"))["image"].getpixel((0, 0)) == RED

@@ -18,6 +18,9 @@ def test_load_url_node_reads_an_allowed_picture(run_node, picture_host):
         loaded = run_node(LoadUrl, url=f"{picture_host}/p.png")
         with pytest.raises(ValueError, match="not an image"):
             run_node(LoadUrl, url=f"{picture_host}/notes.txt")
+        # Pillow reads PPM, but no decoder of the server takes it
+        with pytest.raises(ValueError, match="PNG, JPEG, WEBP, GIF, BMP or TIFF"):
+            run_node(LoadUrl, url=f"{picture_host}/p.ppm")
     finally:
         settings.fetch_allow = ""
     assert (loaded["width"], loaded["height"]) == (64, 48)
