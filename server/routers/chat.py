@@ -43,6 +43,8 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
         chat.require_media_graph(state, mode)
         conversation_id = body.conversation_id or str(uuid.uuid4())
         text, media = await artwork.MODES[mode](state, body, request.url.hostname)
+        if skipped := chat.ignored(body, mode):
+            media["ignored"] = skipped
         await asyncio.to_thread(chat.remember, state, body, conversation_id, text, media)
         return chat.ChatOut(conversation_id=conversation_id, text=text, media=media)
     conversation_id, graph, inputs = await asyncio.to_thread(chat.plan, state, body)

@@ -16,7 +16,7 @@ from server.deps import State
 from server.errors import ApiError
 from server.routers.uploads import image_suffix
 from server.services import artwork
-from server.services.chat import ChatIn, remember
+from server.services.chat import ChatIn, ignored, remember
 from server.services.media import (
     FORMATS,
     Source,
@@ -146,6 +146,8 @@ async def _edit(state: AppState, session_id: str, body: MessageIn,
         raise ApiError(400, "no_active_image", "No active image. Upload an image first.")
     chat = _chat_request(session_id, current.active_image_url, body)
     text, media = await artwork.edit(state, chat, host)
+    if skipped := ignored(body, "edit") + ignored(chat, "edit"):
+        media["ignored"] = skipped
     raw = await _record(state, session_id, chat, body, text, media, current.active_image_url)
     return raw, state.edit_sessions.get(session_id)
 

@@ -249,9 +249,9 @@ async def animate(state: AppState, body: ChatIn, host: str | None) -> tuple[str,
         "seed": out["seed"], "model": out["renderer"],
         "preset": body.vidPreset or "medium", "duration": round(out["frames"] / out["fps"], 3),
         "fps": out["fps"], "frames": out["frames"], "steps": steps, "cfg": cfg,
-        "denoise": body.vidDenoise if body.vidDenoise is not None else values["denoise"],
+        "denoise": None,  # not a setting of image to video (media.ignored says so if set)
         "width": out["width"], "height": out["height"], "motion": motion, "prompt": prompt,
-        "final_prompt": prompt, "negative_prompt": body.vidNegativePrompt or "",
+        "final_prompt": prompt, "negative_prompt": None,
         "source_image": file_url(source)})
     text = "Generated image and animated it!" if "auto_generated_image" in media else \
         "Here's your animated video!"

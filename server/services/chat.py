@@ -80,6 +80,34 @@ class ChatIn(BaseModel):
     vidHeight: int | None = Field(None, ge=64, le=1536)  # noqa: N815
 
 
+# Fields a request may set that a mode cannot apply, with the reason. They are reported in
+# ``media.ignored`` (never echoed as if applied) when the request set them.
+_REFINEMENT = ("prompt refinement is not available on this server yet: the prompt was "
+               "used as written")
+_NO_LLM = "edits run on the image model: no chat provider is used"
+NOT_APPLIED: dict[str, dict[str, str]] = {
+    "imagine": {"promptRefinement": _REFINEMENT},
+    "edit": {"promptRefinement": _REFINEMENT, "provider": _NO_LLM, "provider_base_url": _NO_LLM,
+             "provider_model": _NO_LLM},
+    "animate": {"promptRefinement": _REFINEMENT,
+                "vidDenoise": "image to video starts from noise conditioned on the still: "
+                              "there is no denoise setting to apply",
+                "vidNegativePrompt": "the video renderers take no prompt, so no negative "
+                                     "prompt either"},
+}
+
+
+def ignored(body: BaseModel, mode: str) -> list[dict[str, str]]:
+    """``[{field, reason}]`` for what the request set but ``mode`` does not apply
+    (``promptRefinement: false`` asks for nothing, so it is not listed)."""
+    found = []
+    for name, reason in NOT_APPLIED.get(mode, {}).items():
+        value = getattr(body, name, None)
+        if name in body.model_fields_set and value not in (None, False, ""):
+            found.append({"field": name, "reason": reason})
+    return found
+
+
 class ChatOut(BaseModel):
     conversation_id: str
     text: str

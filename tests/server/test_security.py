@@ -312,3 +312,34 @@ def test_an_oversized_upload_is_refused_before_it_is_all_read(registry, tmp_path
         assert not (home / "files").exists() or not any((home / "files").iterdir())
     finally:
         executor.close()
+
+
+# -- 9. settings that cannot be applied are reported, never echoed as applied ------------
+
+def test_settings_a_mode_cannot_apply_are_reported_not_echoed(media_app):
+    from tests.server.media import upload
+
+    source = upload(media_app)
+    animated = media_app.post("/chat", json={
+        "message": f"animate {source} slow zoom", "vidSeconds": 1, "vidFps": 4,
+        "vidWidth": 64, "vidHeight": 64, "vidSteps": 2, "vidDenoise": 0.3,
+        "vidNegativePrompt": "blurry", "promptRefinement": True}).json()["media"]
+    assert animated["denoise"] is None and animated["negative_prompt"] is None
+    assert {i["field"] for i in animated["ignored"]} == {"vidDenoise", "vidNegativePrompt",
+                                                         "promptRefinement"}
+    ask = {"message": "a kite", "mode": "imagine", "imgWidth": 64, "imgHeight": 64,
+           "imgSteps": 2, "imgSeed": 3, "imgPreset": "custom"}
+    drawn = media_app.post("/chat", json={**ask, "promptRefinement": True}).json()["media"]
+    assert drawn["ignored"] == [{"field": "promptRefinement",
+                                 "reason": drawn["ignored"][0]["reason"]}]
+    assert "not available" in drawn["ignored"][0]["reason"]
+    plain = media_app.post("/chat", json={**ask, "promptRefinement": False}).json()["media"]
+    assert "ignored" not in plain
+    # an edit session's provider fields: edits use no chat provider
+    session = "s-ignored"
+    assert media_app.post(f"/v1/edit-sessions/{session}/image",
+                          json={"image_url": source}).status_code == 200
+    edited = media_app.post(f"/v1/edit-sessions/{session}/message", json={
+        "message": "make it blue --steps 2", "provider": "ollama",
+        "provider_base_url": "http://example.invalid"}).json()["raw"]["media"]
+    assert {i["field"] for i in edited["ignored"]} == {"provider", "provider_base_url"}
