@@ -5,13 +5,20 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import sys
-from typing import Any
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
+import uvicorn
 
 from engine.errors import GraphLoadError, GraphValidationError
 from engine.settings import get_settings
+
+if TYPE_CHECKING:
+    from server.services.runs import RunService
 
 
 def _registry(custom_nodes: tuple[str, ...]) -> Any:
@@ -196,8 +203,6 @@ def nodes(as_json: bool, custom_nodes: tuple[str, ...]) -> None:
 def serve(host: str | None, port: int | None, ray_address: str | None, executor: str | None,
           custom_nodes: tuple[str, ...]) -> None:
     """Start the HTTP server (the engine API, ComfyUI's API, later the HomePilot API)."""
-    import uvicorn
-
     from server.app import build_executor, create_app
 
     settings = get_settings()
@@ -216,12 +221,76 @@ def serve(host: str | None, port: int | None, ray_address: str | None, executor:
         if not pack.ok:
             click.echo(f"pack {pack.name} skipped: {pack.error}", err=True)
     app = create_app(settings, registry, engine)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        StoppingServer(config, app.state.homepilot.runs).run()
     finally:
         engine.close()
+        if status["executor"] == "ray":
+            _stop_ray()
 
 
+# Seconds a stopping server waits for in-flight requests once their runs are cancelled.
+# A cancelled run answers within a step or two; this bounds a step that computes on.
+GRACEFUL_SHUTDOWN_S = 5.0
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, but a stop signal (SIGTERM, SIGINT) first cancels every running run.
+
+    uvicorn's graceful shutdown waits for in-flight requests, and a request waiting on a
+    generation would hold the server for the whole generation. Cancelled, its run ends at
+    the next step and the request answers (503 cancelled). A second signal stops waiting.
+    uvicorn re-raises the signal once stopped; this one does not, so a clean stop exits 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, runs: RunService) -> None:
+        super().__init__(config)
+        self.runs = runs
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            return
+        self.should_exit = True
+        # A signal handler runs between two bytecodes of the main thread, which may hold
+        # the run service's lock right now: cancel from a thread of its own.
+        threading.Thread(target=self.cancel_runs, name="homepilot-stop", daemon=True).start()
+
+    def cancel_runs(self) -> None:
+        running = self.runs.running()
+        if running:
+            click.echo(f"stopping: cancelling {len(running)} running run(s)", err=True)
+        for record in running:
+            record.handle.cancel()
+
+
+# Seconds ray.shutdown() may take. It takes about one when Ray's processes are alive.
+RAY_STOP_S = 4.0
+
+
+def _stop_ray() -> None:
+    """Stop the local Ray this process started (its model hosts with it), or leave the
+    cluster it joined, before the process ends.
+
+    When the signal went to the whole process group (systemd's default, `kill -- -PGID`),
+    Ray's own processes are gone already and ray.shutdown() waits ~8 s for them. Past
+    RAY_STOP_S the process ends at once instead: the kernel kills what this Ray started
+    when its parent exits (Ray sets PR_SET_PDEATHSIG), and Ray's exit hook would only wait
+    again.
+    """
+    import ray
+
+    stopping = threading.Thread(target=ray.shutdown, name="homepilot-ray-stop", daemon=True)
+    stopping.start()
+    stopping.join(RAY_STOP_S)
+    if stopping.is_alive():
+        click.echo(f"Ray did not stop within {RAY_STOP_S:g} s (were its processes signalled "
+                   "too?); exiting without it", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @main.group()

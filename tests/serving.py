@@ -79,3 +79,40 @@ def homepilot_serve(home: Any, *args: str, env: dict[str, str] | None = None,
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (Ray's head processes, its workers...), from /proc."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    # "pid (command) state ppid ...": the command may hold spaces.
+                    parent = int(stat.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def living(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (an exited process nobody reaped is a zombie: gone)."""
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            continue
+    return alive

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from websockets.sync.client import connect
 
+from engine.settings import get_settings
 from tests.conftest import PACKS
-from tests.serving import free_port, homepilot_serve
+from tests.serving import descendants, free_port, homepilot_serve, living
 
 HOMEPILOT = str(Path(sys.executable).parent / "homepilot")
 
@@ -157,3 +161,72 @@ def test_models_list_show_and_remove(tmp_path):
     removed = homepilot("models", "remove", "all-minilm-l6-v2", "--yes", home=tmp_path)
     assert removed.returncode == 0
     assert not (tmp_path / "models" / "all-minilm-l6-v2").exists()
+
+
+def test_sigterm_cancels_a_long_generation_and_the_server_exits_at_once(tmp_path, test_pack):
+    """`kill PID` while a 150-step picture is drawing: the run is cancelled, the request
+    waiting on it answers 503, Ray and its model hosts stop, and the process exits 0 within
+    10 s (it used to wait for the whole generation, and then exit 15)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(get_settings().models_dir)
+    env = {"HOMEPILOT_RAY_DASHBOARD_PORT": str(free_port())}
+    with homepilot_serve(home, env=env) as (base, process):
+        replies: list[httpx.Response | httpx.HTTPError] = []
+        asking = threading.Thread(target=lambda: replies.append(imagine(base, steps=150)))
+        asking.start()
+        wait_until_drawing(base)
+        below = descendants(process.pid)
+        os.kill(process.pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        try:
+            code = process.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("homepilot serve was still running 10 s after SIGTERM")
+        took = time.monotonic() - signalled
+        asking.join(10)
+    assert code == 0, process.stdout.read().decode()
+    assert took < 10
+    [reply] = replies
+    assert isinstance(reply, httpx.Response), reply
+    assert (reply.status_code, reply.json()["code"]) == (503, "cancelled")
+    assert no_survivors(below) == set()
+
+
+def imagine(base: str, steps: int) -> httpx.Response | httpx.HTTPError:
+    """POST /chat in imagine mode (150 steps at 128 px take minutes on two cores)."""
+    try:
+        return httpx.post(f"{base}/chat", timeout=120, json={
+            "message": "a lighthouse", "mode": "imagine", "imgWidth": 128, "imgHeight": 128,
+            "imgSteps": steps, "imgSeed": 1, "imgPreset": "custom"})
+    except httpx.HTTPError as exc:
+        return exc
+
+
+ENDED = {"event: run_finished", "event: run_failed", "event: run_cancelled"}
+
+
+def wait_until_drawing(base: str) -> None:
+    """Until the one run on the server reports its first diffusion step."""
+    deadline = time.monotonic() + 60
+    runs: list = []
+    while not runs:
+        assert time.monotonic() < deadline, "no run started"
+        runs = httpx.get(f"{base}/runs", timeout=10).json()
+        time.sleep(0.2)
+    with httpx.stream("GET", f"{base}/runs/{runs[0]['run_id']}/events", timeout=60) as events:
+        for line in events.iter_lines():
+            if line == "event: node_progress":
+                return
+            assert line not in ENDED, line  # the run ended before drawing
+    raise AssertionError("the run ended without a step")
+
+
+def no_survivors(pids: set[int], timeout: float = 10) -> set[int]:
+    """Which of ``pids`` still run after ``timeout`` (Ray's workers stop a moment after
+    its raylet)."""
+    deadline = time.monotonic() + timeout
+    while living(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return living(pids)
+
