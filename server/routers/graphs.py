@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -15,7 +16,6 @@ from engine.loader import graph_from_data
 from engine.spec import NodeSpec
 from server.deps import State
 from server.errors import ApiError
-from server.serialize import jsonable
 from server.services.graphs import graph_names, load_named
 from server.services.runs import RunRecord, stream, until_done
 from server.state import AppState
@@ -81,8 +81,8 @@ def _view(state: AppState, record: RunRecord) -> RunView:
     if not handle.done():
         return RunView(**base)
     result = handle.result(0)
-    return RunView(**base, outputs=jsonable(result.outputs, state.files),
-                   ui=jsonable(result.ui, state.files), executed=result.executed,
+    outputs, ui = record.outputs_json(state.files)
+    return RunView(**base, outputs=outputs, ui=ui, executed=result.executed,
                    cached=result.cached,
                    timings={n: TimingView(start=t.start, end=t.end, seconds=t.end - t.start)
                             for n, t in result.timings.items()},
@@ -96,7 +96,7 @@ async def _start(state: AppState, graph: Graph, request: RunRequest) -> RunView:
         if not done:
             raise ApiError(504, "run_timeout", f"run {record.run_id} is still running after "
                            f"{request.timeout:g} s; follow it at /runs/{record.run_id}")
-    return _view(state, record)
+    return await asyncio.to_thread(_view, state, record)  # pictures are encoded: not here
 
 
 def _record(state: AppState, run_id: str) -> RunRecord:

@@ -13,8 +13,10 @@ from typing import Any
 
 from engine.events import Event
 from engine.executors.base import Executor
+from engine.files import FileStore
 from engine.graph import Graph
 from engine.run import RunHandle
+from server.serialize import jsonable
 
 TERMINAL = {"run_finished", "run_failed", "run_cancelled"}
 
@@ -30,10 +32,22 @@ class RunRecord:
     prompt: dict[str, Any] | None = None
     extra_data: dict[str, Any] = field(default_factory=dict)
     output_nodes: list[str] = field(default_factory=list)
+    # The finished run's outputs and ui as JSON: made once, since making them stores its
+    # pictures as files (reading a run must not write a new file each time).
+    _json: tuple[dict[str, Any], dict[str, Any]] | None = None
+    _json_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def run_id(self) -> str:
         return self.handle.run_id
+
+    def outputs_json(self, files: FileStore) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(outputs, ui) of the finished run as JSON, pictures stored once."""
+        with self._json_lock:
+            if self._json is None:
+                result = self.handle.result(0)
+                self._json = (jsonable(result.outputs, files), jsonable(result.ui, files))
+            return self._json
 
 
 class RunService:

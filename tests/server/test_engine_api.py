@@ -133,3 +133,17 @@ def test_image_outputs_become_fetchable_files(client):
     from PIL import Image
     picture = Image.open(BytesIO(fetched.content)).convert("RGB")
     assert picture.size == (8, 4) and picture.getpixel((3, 2)) == (255, 0, 0)
+
+
+def test_reading_a_run_never_writes_its_pictures_again(client):
+    graph = {"nodes": {"solid": {"type": "image.Solid",
+                                 "inputs": {"width": 8, "height": 8, "color": "red"}}},
+             "outputs": {"image": "${solid.image}"}}
+    run = client.post("/runs", json={"graph": graph, "wait": True}).json()
+    url = run["outputs"]["image"]["url"]
+    root = client.app.state.homepilot.files.root
+    stored = sorted(p.name for p in root.iterdir())
+    views = [client.get(f"/runs/{run['run_id']}").json() for _ in range(3)]
+    listed = [r for r in client.get("/runs").json() if r["run_id"] == run["run_id"]]
+    assert {v["outputs"]["image"]["url"] for v in views + listed} == {url}
+    assert sorted(p.name for p in root.iterdir()) == stored
