@@ -163,8 +163,11 @@ def test_models_list_show_and_remove(tmp_path):
     assert not (tmp_path / "models" / "all-minilm-l6-v2").exists()
 
 
-def test_sigterm_cancels_a_long_generation_and_the_server_exits_at_once(tmp_path, test_pack):
-    """`kill PID` while a 150-step picture is drawing: the run is cancelled, the request
+@pytest.mark.parametrize("whole_group", [False, True], ids=["kill-pid", "kill-group"])
+def test_sigterm_cancels_a_long_generation_and_the_server_exits_at_once(tmp_path, test_pack,
+                                                                        whole_group):
+    """`kill PID` while a 150-step picture is drawing (or SIGTERM to the whole process
+    group, Ray's processes too, as systemd sends it): the run is cancelled, the request
     waiting on it answers 503, Ray and its model hosts stop, and the process exits 0 within
     10 s (it used to wait for the whole generation, and then exit 15)."""
     home = tmp_path / "home"
@@ -177,7 +180,7 @@ def test_sigterm_cancels_a_long_generation_and_the_server_exits_at_once(tmp_path
         asking.start()
         wait_until_drawing(base)
         below = descendants(process.pid)
-        os.kill(process.pid, signal.SIGTERM)
+        (os.killpg if whole_group else os.kill)(process.pid, signal.SIGTERM)
         signalled = time.monotonic()
         try:
             code = process.wait(10)

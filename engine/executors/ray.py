@@ -257,8 +257,11 @@ class RayDrive:
                 self._stop_pump(pump)
             self._finish(refs, list(cached))
         except Exception as exc:  # the engine or Ray itself failed: report, never hang
-            log.exception("ray run %s failed", handle.run_id)
-            self.error = self.error or node_error("<engine>", "engine", exc)
+            # A cancelled run stays cancelled: a server stopping on a signal sent to its
+            # whole process group cancels its runs while Ray's processes die under them.
+            if not handle.cancelled:
+                log.exception("ray run %s failed", handle.run_id)
+                self.error = self.error or node_error("<engine>", "engine", exc)
             self._finish({}, [])
 
     def _submit(self, to_run: list[str], refs: dict[str, ray.ObjectRef]) -> Pending:
