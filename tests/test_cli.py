@@ -233,3 +233,29 @@ def no_survivors(pids: set[int], timeout: float = 10) -> set[int]:
         time.sleep(0.2)
     return living(pids)
 
+
+def test_a_second_server_starts_its_own_ray_with_its_dashboard_on_a_free_port(tmp_path):
+    """Two servers on one machine, configured alike: the second finds the dashboard port
+    taken and uses the next free one, and starts its own Ray even with RAY_ADDRESS naming
+    the first's (it used to fail with "Failed to bind to 127.0.0.1:8265")."""
+    wanted = free_port()
+    env = {"HOMEPILOT_RAY_DASHBOARD_PORT": str(wanted)}
+    with homepilot_serve(tmp_path / "a", env=env) as (first, one):
+        one_status = httpx.get(f"{first}/engine/status", timeout=30).json()
+        assert one_status["dashboard_url"] == f"http://127.0.0.1:{wanted}"
+        env["RAY_ADDRESS"] = one_status["ray_address"]
+        with homepilot_serve(tmp_path / "b", env=env) as (second, two):
+            two_status = httpx.get(f"{second}/engine/status", timeout=30).json()
+            url = two_status["dashboard_url"]
+            assert url.startswith("http://127.0.0.1:") and url != one_status["dashboard_url"]
+            assert two_status["ray_address"] != one_status["ray_address"]
+            assert httpx.get(url, timeout=30).status_code == 200  # a dashboard answers there
+            below = descendants(one.pid) | descendants(two.pid)
+            for process in (two, one):  # each stops its own Ray: no `ray stop`
+                os.kill(process.pid, signal.SIGTERM)
+                assert process.wait(30) == 0
+    output = two.stdout.read().decode()
+    assert f"Ray dashboard: {url}" in output
+    assert f"Ray dashboard port {wanted} is taken" in output
+    assert f"RAY_ADDRESS={one_status['ray_address']} is ignored" in output
+    assert no_survivors(below) == set()
