@@ -16,6 +16,7 @@ from server.errors import ApiError
 from server.services import artwork, chat
 from server.services.runs import stream, until_done
 from server.state import AppState
+from server.streaming import RunStream
 
 router = APIRouter(tags=["core"])
 
@@ -58,8 +59,8 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
     return chat.ChatOut(conversation_id=conversation_id, text=text, media=None)
 
 
-@router.post("/chat/stream")
-async def post_chat_stream(body: chat.ChatIn, state: State) -> StreamingResponse:
+@router.post("/chat/stream", response_class=StreamingResponse)
+async def post_chat_stream(body: chat.ChatIn, state: State) -> RunStream:
     """Server-sent events: ``{"delta": text}`` frames, then ``{"done": true,
     "conversation_id", "text"}`` (or ``{"error": {...}}``)."""
     _check_mode(state, body)
@@ -83,5 +84,4 @@ async def post_chat_stream(body: chat.ChatIn, state: State) -> StreamingResponse
                 error = _failure(record.handle.result(5).error, body.provider)
                 frame = {"error": {"code": error.code, "message": error.message}}
                 yield f"data: {json.dumps(frame)}\n\n"
-    return StreamingResponse(frames(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return RunStream(frames(), record.handle)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.models.store import ModelNotFoundError
@@ -20,6 +20,7 @@ from server.deps import State
 from server.services.graphs import load_named
 from server.services.runs import stream, until_done
 from server.state import AppState
+from server.streaming import RunStream
 
 router = APIRouter(tags=["openai"])
 DEFAULT_NAMES = {"", "default", "homepilot"}
@@ -107,9 +108,7 @@ async def chat_completions(request: ChatRequest, state: State) -> Any:
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if request.stream:
-        return StreamingResponse(_chunks(record.handle, completion_id, created, model),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return RunStream(_chunks(record.handle, completion_id, created, model), record.handle)
     await until_done(record.handle, 3600)
     result = record.handle.result(0)
     if result.status != "success":
