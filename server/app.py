@@ -22,6 +22,7 @@ from server.bodylimit import BodyLimit
 from server.crosssite import CrossSiteGuard
 from server.housekeeping import sweep_forever
 from server.hub import ClientHub
+from server.looplag import LoopLag
 from server.packroutes import PackRoutes
 from server.prompt_server import PromptServer
 from server.routers import (
@@ -95,18 +96,20 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                      api_keys=ApiKeys(db, SecretBox(settings.home / "secret.key")),
                      edit_sessions=EditSessions(db), preferences=Preferences(db),
                      references=references,
-                     expiring=ExpiringFiles(db, store, references))
+                     expiring=ExpiringFiles(db, store, references), loop_lag=LoopLag())
     pack_routes = PackRoutes()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         PromptServer.instance.sink = hub.send
         await pack_routes.start()
-        sweeper = asyncio.create_task(sweep_forever(state))
+        chores = [asyncio.create_task(sweep_forever(state)),
+                  asyncio.create_task(state.loop_lag.watch())]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for chore in chores:
+                chore.cancel()
             await pack_routes.stop()
             for record in state.runs.running():
                 record.handle.cancel()

@@ -11,6 +11,7 @@ from engine.models.store import ModelStore
 from engine.registry import Registry
 from engine.settings import Settings
 from server.hub import ClientHub
+from server.looplag import LoopLag
 from server.services.runs import RunService
 from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
@@ -38,3 +39,4 @@ class AppState:
     preferences: Preferences
     references: FileReferences
     expiring: ExpiringFiles
+    loop_lag: LoopLag

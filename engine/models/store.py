@@ -20,6 +20,9 @@ class ModelNotFoundError(EngineError):
 class ModelStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        # manifest path -> ((mtime_ns, size), manifest): every request asks for the list,
+        # and parsing each manifest again would make that a disk scan every time.
+        self._parsed: dict[Path, tuple[tuple[int, int], ModelManifest]] = {}
 
     def folder(self, model_id: str) -> Path:
         return self.root / model_id
@@ -77,12 +80,21 @@ class ModelStore:
         shutil.rmtree(self.folder(model_id))
         return manifest
 
-    @staticmethod
-    def _read(path: Path) -> ModelManifest | None:
+    def _read(self, path: Path) -> ModelManifest | None:
         try:
-            return ModelManifest.model_validate(json.loads(path.read_text()))
+            stat = path.stat()
+        except OSError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        known = self._parsed.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        try:
+            manifest = ModelManifest.model_validate(json.loads(path.read_text()))
         except (OSError, ValueError, ValidationError):
             return None
+        self._parsed[path] = (stamp, manifest)
+        return manifest
 
 
 def _safe(model_id: str) -> bool:

@@ -49,7 +49,7 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
         await asyncio.to_thread(chat.remember, state, body, conversation_id, text, media)
         return chat.ChatOut(conversation_id=conversation_id, text=text, media=media)
     conversation_id, graph, inputs = await asyncio.to_thread(chat.plan, state, body)
-    record = state.runs.start(graph, inputs)
+    record = await asyncio.to_thread(state.runs.start, graph, inputs)
     await until_done(record.handle, 3600)
     result = record.handle.result(0)
     if result.status != "success":
@@ -65,7 +65,7 @@ async def post_chat_stream(body: chat.ChatIn, state: State) -> RunStream:
     "conversation_id", "text"}`` (or ``{"error": {...}}``)."""
     _check_mode(state, body)
     conversation_id, graph, inputs = await asyncio.to_thread(chat.plan, state, body)
-    record = state.runs.start(graph, inputs)
+    record = await asyncio.to_thread(state.runs.start, graph, inputs)
 
     async def frames() -> AsyncIterator[str]:
         streamed = False
@@ -74,14 +74,16 @@ async def post_chat_stream(body: chat.ChatIn, state: State) -> RunStream:
                 streamed = True
                 yield f"data: {json.dumps({'delta': event.data['text']})}\n\n"
             elif event.type == "run_finished":
-                text = record.handle.result(5).outputs["text"] or "…"
+                finished = await asyncio.to_thread(record.handle.result, 5)
+                text = finished.outputs["text"] or "…"
                 if not streamed:
                     yield f"data: {json.dumps({'delta': text})}\n\n"
                 await asyncio.to_thread(chat.remember, state, body, conversation_id, text)
                 done = {"done": True, "conversation_id": conversation_id, "text": text}
                 yield f"data: {json.dumps(done)}\n\n"
             elif event.type in ("run_failed", "run_cancelled"):
-                error = _failure(record.handle.result(5).error, body.provider)
+                ended = await asyncio.to_thread(record.handle.result, 5)
+                error = _failure(ended.error, body.provider)
                 frame = {"error": {"code": error.code, "message": error.message}}
                 yield f"data: {json.dumps(frame)}\n\n"
     return RunStream(frames(), record.handle)

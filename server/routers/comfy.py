@@ -88,8 +88,9 @@ async def post_prompt(request: Request, state: State) -> Any:
         else:
             events.append(event)
     try:
-        record = state.runs.start(graph, run_id=prompt_id, client_id=client_id, prompt=prompt,
-                                  extra_data=body.get("extra_data") or {}, listener=listener)
+        record = await asyncio.to_thread(
+            state.runs.start, graph, run_id=prompt_id, client_id=client_id, prompt=prompt,
+            extra_data=body.get("extra_data") or {}, listener=listener)
     except GraphValidationError as exc:
         outputs = [n for n, node in prompt.items() if isinstance(node, dict)
                    and (d := state.registry.get(str(node.get("class_type")))) is not None

@@ -141,7 +141,7 @@ async def _record(state: AppState, session_id: str, chat: ChatIn, body: MessageI
 
 async def _edit(state: AppState, session_id: str, body: MessageIn,
                 host: str | None) -> tuple[dict[str, Any], EditState]:
-    current = state.edit_sessions.get(session_id)
+    current = await asyncio.to_thread(state.edit_sessions.get, session_id)
     if not current.active_image_url:
         raise ApiError(400, "no_active_image", "No active image. Upload an image first.")
     chat = _chat_request(session_id, current.active_image_url, body)
@@ -149,7 +149,7 @@ async def _edit(state: AppState, session_id: str, body: MessageIn,
     if skipped := ignored(body, "edit") + ignored(chat, "edit"):
         media["ignored"] = skipped
     raw = await _record(state, session_id, chat, body, text, media, current.active_image_url)
-    return raw, state.edit_sessions.get(session_id)
+    return raw, await asyncio.to_thread(state.edit_sessions.get, session_id)
 
 
 @router.get("/v1/edit-sessions/{session_id}", response_model=EditState)
@@ -183,7 +183,7 @@ async def set_image(request: Request, state: State, session_id: str = SessionId)
     original = media["source_image"]
     await asyncio.to_thread(state.edit_sessions.start, session_id, original)
     raw = await _record(state, session_id, chat, body, text, media, original)
-    latest = state.edit_sessions.get(session_id)
+    latest = await asyncio.to_thread(state.edit_sessions.get, session_id)
     return ImageOut(**latest.model_dump(), result=raw)
 
 
@@ -197,7 +197,7 @@ async def message(body: MessageIn, request: Request, state: State,
 @router.post("/v1/edit-sessions/{session_id}/select", response_model=EditState)
 async def select(body: SelectIn, request: Request, state: State,
                  session_id: str = SessionId) -> EditState:
-    current = state.edit_sessions.get(session_id)
+    current = await asyncio.to_thread(state.edit_sessions.get, session_id)
     if not current.versions:
         raise ApiError(400, "no_session", "No image in this session. Upload an image first.")
     url = body.image_url.strip()
@@ -214,7 +214,7 @@ async def select(body: SelectIn, request: Request, state: State,
 @router.post("/v1/edit-sessions/{session_id}/revert", response_model=EditState)
 async def revert(state: State, session_id: str = SessionId,
                  index: int = Query(0)) -> EditState:
-    current = state.edit_sessions.get(session_id)
+    current = await asyncio.to_thread(state.edit_sessions.get, session_id)
     if not current.versions:
         raise ApiError(400, "no_history", "No history available")
     if not 0 <= index < len(current.versions):
@@ -228,7 +228,7 @@ async def revert(state: State, session_id: str = SessionId,
 async def delete_version(state: State, session_id: str = SessionId,
                          image_url: str = Query(..., min_length=1, max_length=4096)
                          ) -> dict[str, Any]:
-    current = state.edit_sessions.get(session_id)
+    current = await asyncio.to_thread(state.edit_sessions.get, session_id)
     if not any(v.url == image_url for v in current.versions):
         raise ApiError(404, "version_not_found", "no version of this session has that "
                        "image_url")

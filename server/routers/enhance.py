@@ -134,7 +134,7 @@ async def enhance(body: EnhanceIn, request: Request, state: State) -> EnhanceOut
     source = await _source(request, state, body.image_url)
     size = source.size
     _cap((size[0] * scale, size[1] * scale), "enhanced image")
-    model = _upscaler_id(state, None, body.mode) if scale > 1 else ""
+    model = await asyncio.to_thread(_upscaler_id, state, None, body.mode) if scale > 1 else ""
     file_id = await source.keep(state)
     out = await finish(state.runs, load_named(state.graphs_dir, "enhance"),
                        {"image": file_id, "mode": body.mode, "scale": scale, "model": model},
@@ -147,7 +147,7 @@ async def enhance(body: EnhanceIn, request: Request, state: State) -> EnhanceOut
 
 @router.post("/v1/upscale", response_model=UpscaleOut)
 async def upscale(body: UpscaleIn, request: Request, state: State) -> UpscaleOut:
-    model = _upscaler_id(state, body.model, "upscale")
+    model = await asyncio.to_thread(_upscaler_id, state, body.model, "upscale")
     source = await _source(request, state, body.image_url)
     size = source.size
     scale: float = body.scale

@@ -90,7 +90,8 @@ def _view(state: AppState, record: RunRecord) -> RunView:
 
 
 async def _start(state: AppState, graph: Graph, request: RunRequest) -> RunView:
-    record = state.runs.start(graph, request.inputs, outputs=request.outputs)
+    record = await asyncio.to_thread(state.runs.start, graph, request.inputs,
+                                     outputs=request.outputs)
     if request.wait:
         done = await until_done(record.handle, request.timeout)
         if not done:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from server.deps import State
+from server.looplag import LagStats
 from server.version import VERSION
 
 router = APIRouter(tags=["core"])
@@ -48,6 +49,7 @@ class EngineStatus(BaseModel):
     packs: list[PackView]
     runs_active: int
     models: list[dict[str, Any]] = []
+    event_loop_lag: LagStats | None = None
 
 
 @router.get("/health", response_model=Health)
@@ -76,4 +78,5 @@ def engine_status(state: State) -> EngineStatus:
         cache=info["cache"], node_types=len(state.registry),
         packs=[PackView(**p.model_dump(include={"name", "api", "ok", "error", "node_types"}))
                for p in state.registry.packs],
-        runs_active=len(state.runs.running()), models=info.get("models", []))
+        runs_active=len(state.runs.running()), models=info.get("models", []),
+        event_loop_lag=state.loop_lag.stats())

@@ -5,6 +5,7 @@ Both run ``graphs/chat.yaml``; the official ``openai`` client works against them
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -104,7 +105,7 @@ async def chat_completions(request: ChatRequest, state: State) -> Any:
     if request.messages[-1].role not in ("user", "tool") and not request.messages[-1].text():
         return _error(400, "the last message must carry content", "messages")
     graph = load_named(state.graphs_dir, "chat")
-    record = state.runs.start(graph, _inputs(request, model))
+    record = await asyncio.to_thread(state.runs.start, graph, _inputs(request, model))
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if request.stream:
@@ -149,7 +150,7 @@ async def _chunks(handle: Any, completion_id: str, created: int,
             streamed = True
             yield frame({"content": event.data["text"]})
         elif event.type == "run_finished":
-            outputs = handle.result(5).outputs
+            outputs = (await asyncio.to_thread(handle.result, 5)).outputs
             if not streamed and outputs["text"]:
                 # A reply served from the cache streams no tokens: send it whole.
                 yield frame({"content": outputs["text"]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, UploadFile
 from pydantic import BaseModel
 
@@ -43,6 +45,6 @@ async def upload(file: UploadFile, request: Request, state: State) -> Uploaded:
         raise ApiError(415, "unsupported_media_type",
                        "only PNG, JPEG, WEBP and GIF images can be uploaded (checked by "
                        "content, not by name)")
-    file_id = state.files.save(bytes(data), suffix)
+    file_id = await asyncio.to_thread(state.files.save, bytes(data), suffix)
     base = state.settings.public_base_url or str(request.base_url).rstrip("/")
     return Uploaded(url=f"{base.rstrip('/')}/files/{file_id}")

@@ -146,7 +146,7 @@ async def finish(service: RunService, graph: Graph, inputs: dict[str, Any],
     """Run a feature graph to the end; its outputs, or its failure as an API error."""
     from server.errors import ApiError
 
-    record = service.start(graph, inputs)
+    record = await asyncio.to_thread(service.start, graph, inputs)
     if not await until_done(record.handle, timeout):
         record.handle.cancel()
         raise ApiError(504, "timeout", f"{what} took longer than {timeout:g} s and was "
