@@ -155,8 +155,11 @@ def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
          display_name: str | None = None, description: str | None = None,
          resources: Resources | None = None, model_kind: str | None = None,
          deterministic: bool = True, output_node: bool = False, input_is_list: bool = False,
-         ) -> Callable[[type[Node]], type[Node]]:
+         idempotent: bool = True) -> Callable[[type[Node]], type[Node]]:
     """Register a ``Node`` subclass as node type ``type_id`` (e.g. ``"text.Concat"``).
+
+    ``idempotent=False``: running it twice has effects beyond its outputs (it calls a
+    paid service, sends a message): a node whose worker died is then not run again.
 
     ``input_is_list``: the node gathers per-item results — every input arrives as a
     list, once, instead of the node running once per item.
@@ -172,7 +175,7 @@ def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
             description=description or inspect.cleandoc(cls.__doc__ or ""),
             inputs=_input_specs(cls), outputs=output_specs, resources=resources,
             model_kind=model_kind, deterministic=deterministic, output_node=output_node,
-            input_is_list=input_is_list)
+            input_is_list=input_is_list, idempotent=idempotent)
         names = tuple(o.name for o in output_specs)
         # Only hooks a node overrides are registered: the base ones would cost a call.
         fingerprint = cls.fingerprint if _overrides(cls, "fingerprint") else None

@@ -64,6 +64,9 @@ class NodeSpec(BaseModel):
     resources: Resources | None = None
     model_kind: str | None = None
     deterministic: bool = True
+    # Safe to run again if its worker dies mid-way (no effect outside the engine, such as
+    # a paid call to a remote provider); the Ray executor then retries it once.
+    idempotent: bool = True
     output_node: bool = False
     input_is_list: bool = False
     source: str = "builtin"          # "builtin" or "custom_nodes.<pack>"

@@ -120,7 +120,7 @@ def _provider_message(response: Any) -> str:
     return f": {message[:200]}" if isinstance(message, str) and message else ""
 
 
-@node("llm.ChatRemote", category="llm")
+@node("llm.ChatRemote", category="llm", idempotent=False)  # a provider may bill each call
 class ChatRemote(_ChatInputs):
     """Reply with an OpenAI-compatible provider (Ollama, vLLM, LM Studio, OpenAI, ...)."""
 

@@ -39,6 +39,11 @@ from engine.settings import get_settings
 log = logging.getLogger("homepilot.ray")
 
 _remote_group = ray.remote(num_returns=2, max_retries=0)(run_group)
+# How a task can end without metadata: cancelled, raised in Ray, or its worker (or the
+# machine it ran on) died and no retry was left.
+_TASK_ENDED = (ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError,
+               ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+               ray.exceptions.ObjectLostError)
 # Logical CPUs a model-bound node's task holds while it waits on its model host.
 MODEL_TASK_CPUS = 0.25
 
@@ -200,6 +205,11 @@ class RayExecutor(Executor):
         if len(group) > 1:
             name = f"{plan.graph_name}/{first.id}..{group[-1]}:fused[{len(group)}]"
         options: dict[str, Any] = {"name": name, "num_cpus": self.task_cpus}
+        # A worker that dies mid-task (killed, out of memory, its machine gone) takes the
+        # task with it: Ray runs it again elsewhere once, unless a node in it may not run
+        # twice. Failures the nodes raise themselves are never retried.
+        if all(plan.nodes[n].definition.spec.idempotent for n in group):
+            options["max_retries"] = 1
         if first.definition.spec.model_kind is not None:
             # The model's work happens on its host actor while this task waits for it. A
             # whole logical CPU each would let only as many requests reach the host at
@@ -333,15 +343,16 @@ class RayDrive:
 
     @staticmethod
     def _fetch(ready: list[ray.ObjectRef]) -> list[Any]:
-        """Metadata of finished tasks in one call; a task that died gives its exception."""
+        """Metadata of finished tasks in one call; a task that died (cancelled, failed, or
+        its worker gone for good) gives its exception, reported as its node's failure."""
         try:
             return ray.get(ready, timeout=60)
-        except (ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError):
+        except _TASK_ENDED:
             fetched: list[Any] = []
             for ref in ready:
                 try:
                     fetched.append(ray.get(ref, timeout=60))
-                except (ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError) as exc:
+                except _TASK_ENDED as exc:
                     fetched.append(exc)
             return fetched
 
@@ -351,6 +362,14 @@ class RayDrive:
             if not handle.cancelled:
                 first = plan.nodes[group[0]]
                 self.error = node_error(first.id, first.type, metas)
+                if isinstance(metas, ray.exceptions.WorkerCrashedError | ray.exceptions.
+                              NodeDiedError):
+                    retried = all(plan.nodes[n].definition.spec.idempotent for n in group)
+                    self.error.message = (
+                        "the Ray worker running this node died (killed, out of memory, or its "
+                        "machine went away)" + ("; it was run again and died again" if retried
+                                                else "; it may not run twice (it has effects "
+                                                "beyond its outputs), so it was not retried"))
             return
         for meta in metas:
             if meta.get("skipped"):
