@@ -11,7 +11,6 @@ import pytest
 from engine.executors.base import Executor
 from nodes.testpack.install import TINY_SD
 
-
 # Worker processes and host actors exist only under Ray: these run on the RayExecutor.
 ON_RAY = pytest.mark.parametrize("executor", ["ray"], indirect=True)
 
