@@ -52,6 +52,16 @@ class FileStore:
             self.record.append(file_id)
         return file_id
 
+    def remove_partial(self) -> int:
+        """Delete the temporary files of writes a crash cut short (``.f_....tmp``; never
+        served, since ids do not start with a dot); returns how many."""
+        removed = 0
+        if self.root.is_dir():
+            for temp in self.root.glob(".f_*.tmp"):
+                temp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def path(self, file_id: str) -> Path:
         """Where a stored file lives; ids that are not ours are refused, never joined."""
         if not _ID.match(file_id):

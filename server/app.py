@@ -49,6 +49,7 @@ from server.storage.conversations import Conversations
 from server.storage.database import Database
 from server.storage.edit_sessions import EditSessions
 from server.storage.expiring import ExpiringFiles
+from server.storage.journal import RunJournal
 from server.storage.preferences import Preferences
 from server.storage.references import FileReferences
 from server.storage.secrets import SecretBox
@@ -88,8 +89,16 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     db = Database(settings.home / "homepilot.duckdb")
     store = FileStore(settings.home / "files")
     references = FileReferences(db)
+    journal = RunJournal(db)
+    interrupted = journal.recover()
+    if interrupted:
+        log.warning("%d run(s) were going when the server last stopped; marked failed",
+                    interrupted)
+    removed = store.remove_partial()
+    if removed:
+        log.warning("removed %d half-written file(s) left by the last stop", removed)
     state = AppState(settings=settings, registry=registry, executor=executor,
-                     runs=RunService(executor), files=store,
+                     runs=RunService(executor, journal=journal), files=store,
                      hub=hub, graphs_dir=settings.graphs_dir or REPO_GRAPHS,
                      model_store=ModelStore(settings.models_dir), db=db,
                      conversations=Conversations(db),

@@ -107,6 +107,17 @@ def _record(state: AppState, run_id: str) -> RunRecord:
     return record
 
 
+def _journalled(state: AppState, run_id: str) -> RunView:
+    """A run this process does not hold (it ran before a restart), from the journal."""
+    entry = state.runs.journal.get(run_id) if state.runs.journal else None
+    if entry is None:
+        raise ApiError(404, "run_not_found", f"there is no run {run_id}")
+    return RunView(run_id=run_id, graph=entry.graph, status=entry.status,
+                   executor=state.executor.name, events_url=f"/runs/{run_id}/events",
+                   ws_url=f"/runs/{run_id}/ws",
+                   error=entry.error.model_dump() if entry.error else None)
+
+
 @router.get("/graphs", response_model=list[GraphSummary])
 def list_graphs(state: State) -> list[GraphSummary]:
     summaries = []
@@ -155,7 +166,8 @@ def list_runs(state: State) -> list[RunView]:
 
 @router.get("/runs/{run_id}", response_model=RunView)
 def get_run(run_id: str, state: State) -> RunView:
-    return _view(state, _record(state, run_id))
+    record = state.runs.get(run_id)
+    return _view(state, record) if record is not None else _journalled(state, run_id)
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunView)

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import NodeError
 from engine.events import Event
 from engine.executors.base import Executor
 from engine.files import FileStore
 from engine.graph import Graph
 from engine.run import RunHandle
 from server.serialize import jsonable
+from server.storage.journal import RunJournal
 
 TERMINAL = {"run_finished", "run_failed", "run_cancelled"}
 
@@ -53,9 +55,11 @@ class RunRecord:
 class RunService:
     """Starts runs on the executor and remembers the last ``keep`` of them."""
 
-    def __init__(self, executor: Executor, keep: int = 1000) -> None:
+    def __init__(self, executor: Executor, keep: int = 1000,
+                 journal: RunJournal | None = None) -> None:
         self.executor = executor
         self.keep = keep
+        self.journal = journal
         self._records: OrderedDict[str, RunRecord] = OrderedDict()
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
@@ -73,11 +77,26 @@ class RunService:
                         if (d := registry.get(node.type)) is not None and d.spec.output_node]
         record = RunRecord(plan_handle, next(self._numbers), graph, client_id=client_id,
                            prompt=prompt, extra_data=extra_data or {}, output_nodes=output_nodes)
+        if self.journal is not None:
+            self._journal(plan_handle, self.journal)
         with self._lock:
             self._records[record.run_id] = record
             while len(self._records) > self.keep:
                 self._records.popitem(last=False)
         return record
+
+    @staticmethod
+    def _journal(handle: RunHandle, journal: RunJournal) -> None:
+        """Write the run's start now and its end when it comes (runs end on executor
+        threads, where a database write is fine)."""
+        journal.started(handle.run_id, handle.graph)
+
+        def on_end(event: Event) -> None:
+            if event.type in TERMINAL:
+                error = event.data.get("error")
+                journal.ended(handle.run_id, str(event.data.get("status", "failed")),
+                              NodeError.model_validate(error) if error else None)
+        handle.subscribe(on_end, replay=True)
 
     def get(self, run_id: str) -> RunRecord | None:
         return self._records.get(run_id)
