@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 record.handle.cancel()
             if owns_executor:
                 executor.close()
+            journal.flush()
             db.close()
 
     app = FastAPI(title="HomePilot", version=VERSION, lifespan=lifespan,

@@ -6,13 +6,17 @@ asking for such a run learns what happened rather than getting a 404."""
 from __future__ import annotations
 
 import json
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel
 
 from engine.errors import NodeError
 from server.storage.database import Database
+
+log = logging.getLogger("homepilot.server")
 
 INTERRUPTED = NodeError(node_id="<server>", node_type="server", error_type="ServerStopped",
                         message="the server stopped while this run was going (killed or "
@@ -31,6 +35,9 @@ class JournalEntry(BaseModel):
 class RunJournal:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Ends are written from the run's terminal event, which its other listeners (a
+        # waiting request, a WebSocket) are waiting behind: one writer thread, in order.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="homepilot-journal")
 
     def started(self, run_id: str, graph: str) -> None:
         with self.db.write() as cursor:
@@ -38,11 +45,23 @@ class RunJournal:
                            "VALUES (?, ?, 'running', ?)", [run_id, graph, time.time()])
 
     def ended(self, run_id: str, status: str, error: NodeError | None) -> None:
-        with self.db.write() as cursor:
-            cursor.execute("UPDATE runs SET status = ?, finished = ?, error = ? "
-                           "WHERE run_id = ?",
-                           [status, time.time(), error.model_dump_json() if error else None,
-                            run_id])
+        """Record the end (soon, on the writer thread)."""
+        self._writer.submit(self._write_end, run_id, status, error)
+
+    def flush(self) -> None:
+        """Wait for the ends recorded so far to be written."""
+        self._writer.submit(lambda: None).result()
+
+    def _write_end(self, run_id: str, status: str, error: NodeError | None) -> None:
+        try:
+            with self.db.write() as cursor:
+                cursor.execute("UPDATE runs SET status = ?, finished = ?, error = ? "
+                               "WHERE run_id = ?",
+                               [status, time.time(),
+                                error.model_dump_json() if error else None, run_id])
+        except Exception:  # the database is closing: the row stays 'running', and the
+            # next start reports the run as interrupted, which it was
+            log.exception("could not record the end of run %s", run_id)
 
     def recover(self, keep_days: float = 30) -> int:
         """Mark the runs a previous process left 'running' as failed (and forget runs
