@@ -81,23 +81,39 @@ class ReadRefusedError(EngineError):
 
 def readable_path(path: str, roots: list[Path] | None = None) -> Path:
     """``path`` resolved (symlinks followed) if it lies inside one of ``roots`` (the
-    settings' readable folders); relative paths are taken from the input folder. It may
-    not exist. Raises ReadRefusedError otherwise, naming the folders that are allowed."""
+    settings' readable folders). A relative path is looked up in the input folder, then
+    in each folder of ``HOMEPILOT_READ_DIRS``; the first that holds it wins. It may not
+    exist. Raises ReadRefusedError otherwise, naming the folders that are allowed."""
     settings = get_settings()
     roots = settings.readable_dirs() if roots is None else roots
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute():
-        candidate = settings.input_dir / candidate
-    try:  # containment first: a refusal must not tell whether the file exists
-        resolved = candidate.resolve()
-    except (OSError, RuntimeError) as exc:  # a symlink loop
-        raise ReadRefusedError(f"{path!r} cannot be resolved") from exc
-    for root in roots:
-        try:
-            if resolved.is_relative_to(root.resolve()):
-                return resolved
-        except OSError:
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        candidates = [given]
+    else:
+        bases = [settings.input_dir, *settings.extra_read_dirs()]
+        candidates = [base / given for base in bases]
+    first: Path | None = None
+    for candidate in candidates:
+        try:  # containment first: a refusal must not tell whether the file exists
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
             continue
+        if _inside(resolved, roots):
+            if resolved.exists():
+                return resolved
+            first = first or resolved
+    if first is not None:
+        return first
     raise ReadRefusedError(f"{path!r} is outside the folders nodes may read (the file store, "
                            f"{settings.input_dir}, {settings.models_dir}); copy it into "
                            f"{settings.input_dir} or add its folder to HOMEPILOT_READ_DIRS")
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    for root in roots:
+        try:
+            if path.is_relative_to(root.resolve()):
+                return True
+        except OSError:
+            continue
+    return False

@@ -69,11 +69,13 @@ class Settings(BaseSettings):
     def input_dir(self) -> Path:
         return self.home / "input"
 
+    def extra_read_dirs(self) -> list[Path]:
+        return [Path(os.path.expanduser(p)) for p in self.read_dirs.split(os.pathsep) if p]
+
     def readable_dirs(self) -> list[Path]:
         """Where nodes may read files: the file store, the input folder, the models
         folder and ``HOMEPILOT_READ_DIRS``."""
-        extra = [Path(os.path.expanduser(p)) for p in self.read_dirs.split(os.pathsep) if p]
-        return [self.home / "files", self.input_dir, self.models_dir, *extra]
+        return [self.home / "files", self.input_dir, self.models_dir, *self.extra_read_dirs()]
 
     def fetch_allow_list(self) -> list[str]:
         return [h.strip() for h in self.fetch_allow.split(",") if h.strip()]

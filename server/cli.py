@@ -44,6 +44,15 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
+def _read_here(settings: Any) -> None:
+    """A graph run from the command line may read files in the current folder (`--set
+    image=photo.png`): the person at the terminal owns them. Graphs sent to the server
+    may not. Set in the environment too, for the Ray workers this process starts."""
+    here = os.getcwd()
+    settings.read_dirs = os.pathsep.join(p for p in (settings.read_dirs, here) if p)
+    os.environ["HOMEPILOT_READ_DIRS"] = settings.read_dirs
+
+
 def _load(file: str) -> Any:
     from engine.loader import load_graph
     try:
@@ -84,6 +93,7 @@ def run(file: str, sets: tuple[str, ...], executor: str | None, as_json: bool,
     settings = get_settings()
     if ray_address:
         settings.ray_address = ray_address
+    _read_here(settings)
     graph = _load(file)
     registry = _registry(custom_nodes)
     engine = build_executor(settings, registry, executor)

@@ -26,10 +26,11 @@ from tests.serving import descendants, free_port, homepilot_serve, living
 HOMEPILOT = str(Path(sys.executable).parent / "homepilot")
 
 
-def homepilot(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+def homepilot(*args: str, home: Path, timeout: float = 180,
+              cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOMEPILOT_HOME": str(home), "HOMEPILOT_RAY_DASHBOARD": "false"}
     return subprocess.run([HOMEPILOT, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, check=False)
+                          env=env, check=False, cwd=cwd)
 
 
 @pytest.fixture
@@ -51,6 +52,26 @@ def test_run_prints_json_with_outputs_and_what_ran(chain_file, tmp_path):
     assert body["status"] == "success" and body["outputs"] == {"value": 60.0}
     assert sorted(body["executed"]) == ["a", "b"] and body["cached"] == []
     assert set(body["timings"]) == {"a", "b"} and body["run_id"]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_run_reads_pictures_in_the_current_folder(tmp_path, executor):
+    """From the command line a graph may read the files where it is run (the person at
+    the terminal owns them), by a path relative to that folder or a full one."""
+    from PIL import Image
+
+    here = tmp_path / "work"
+    here.mkdir()
+    Image.new("RGB", (12, 10), "red").save(here / "photo.png")
+    graph = {"name": "size", "inputs": {"image": {"type": "STRING"}},
+             "nodes": {"load": {"type": "image.Load", "inputs": {"path": "${inputs.image}"}}},
+             "outputs": {"width": "${load.width}"}}
+    (here / "size.yaml").write_text(yaml.safe_dump(graph))
+    for image in ("photo.png", str(here / "photo.png")):
+        done = homepilot("run", "size.yaml", "--set", f"image={image}", "--executor",
+                         executor, "--json", home=tmp_path / "home", cwd=here)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout)["outputs"] == {"width": 12}
 
 
 def test_run_on_ray_gives_the_same_answer(chain_file, tmp_path):
