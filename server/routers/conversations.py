@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from engine.errors import EngineError
 from server.deps import State
 from server.state import AppState
 
@@ -45,19 +44,7 @@ def _delete(state: AppState, conversation_id: str) -> tuple[int, int]:
     state.edit_sessions.delete(conversation_id)
     # Another conversation (a cached run hands out the same file) or edit session may
     # still show a file: those stay.
-    shared = state.references.in_use(files)
-    removed = 0
-    for file_id in files:
-        if file_id in shared:
-            continue
-        try:
-            path = state.files.path(file_id)
-        except EngineError:
-            continue
-        if path.is_file():
-            path.unlink()
-            removed += 1
-    return deleted, removed
+    return deleted, state.references.remove_unused(state.files, files)
 
 
 @router.get("/conversations/{conversation_id}/search")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-from engine.errors import EngineError
 from engine.files import FileStore
 from server.storage.database import Database
 from server.storage.references import FileReferences
@@ -34,18 +33,7 @@ class ExpiringFiles:
                                           "expires_at <= ?", [now])]
         if not due:
             return 0
-        kept = self.references.in_use(due)
-        removed = 0
-        for file_id in due:
-            if file_id in kept:
-                continue
-            try:
-                path = self.files.path(file_id)
-            except EngineError:
-                continue
-            if path.is_file():
-                path.unlink()
-                removed += 1
+        removed = self.references.remove_unused(self.files, due)
         with self.db.write() as cursor:
             cursor.execute("DELETE FROM expiring_files WHERE expires_at <= ?", [now])
         return removed

@@ -7,6 +7,8 @@ deleted only when no row names it any more.
 
 from __future__ import annotations
 
+from engine.errors import EngineError
+from engine.files import FileStore
 from server.storage.database import Database
 
 # Every column that can hold a /files/<id> URL, as (table, column).
@@ -31,3 +33,19 @@ class FileReferences:
         rows = self.db.read(f"WITH wanted(id) AS (VALUES {placeholders}) {union}",
                             list(file_ids))
         return {row[0] for row in rows}
+
+    def remove_unused(self, files: FileStore, file_ids: list[str]) -> int:
+        """Delete those of ``file_ids`` that no stored row names; returns how many went."""
+        kept = self.in_use(file_ids)
+        removed = 0
+        for file_id in file_ids:
+            if file_id in kept:
+                continue
+            try:
+                path = files.path(file_id)
+            except EngineError:
+                continue
+            if path.is_file():
+                path.unlink()
+                removed += 1
+        return removed
