@@ -146,6 +146,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     errors.install(app)
     for module in (health, core, chat, conversations, uploads, settings_routes, presets, graphs,
                    comfy, files, openai, enhance, edit_sessions):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=errors.RESPONSES)
     pack_routes.mount(app)
     return app

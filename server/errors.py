@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from engine.errors import GraphLoadError, GraphValidationError
@@ -21,6 +22,24 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: ``{ok: false, code, message}``. Some codes add fields: 422
+    ``invalid_request`` its ``detail``, ``invalid_graph`` its ``issues``, ``unknown_feature``
+    its ``valid_features``."""
+
+    model_config = ConfigDict(extra="allow")
+    ok: Literal[False]
+    code: str
+    message: str
+
+
+# Declared on every route (app.py), so the OpenAPI says what a refusal looks like. It
+# stands for FastAPI's 422 too: our handler below answers 422 in this shape.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused (bad input, or nothing there); "
+                                               "nothing was changed"}}
 
 
 def body(code: str, message: str, **extra: Any) -> dict[str, Any]:

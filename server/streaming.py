@@ -12,6 +12,17 @@ from fastapi.responses import StreamingResponse
 
 from engine.run import RunHandle
 
+# A route that streams server-sent events declares these. Its response_class stays a
+# StreamingResponse, whose media type is unset: with one set FastAPI would document its
+# error answers (JSON) as event streams too. Before OpenAPI 3.2 a text/event-stream schema
+# describes each event; its ``data`` is a JSON document (OpenAI's last one is [DONE]).
+SSE_EVENT: dict[str, Any] = {"schema": {
+    "type": "object", "required": ["data"], "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"}}}}
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "server-sent events", "content": {"text/event-stream": SSE_EVENT}}}
+
 
 class RunStream(StreamingResponse):
     """Server-sent events from ``handle``'s run; the run is cancelled if the response

@@ -16,7 +16,7 @@ from server.errors import ApiError
 from server.services import artwork, chat
 from server.services.runs import stream, until_done
 from server.state import AppState
-from server.streaming import RunStream
+from server.streaming import SSE_RESPONSES, RunStream
 
 router = APIRouter(tags=["core"])
 
@@ -59,7 +59,7 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
     return chat.ChatOut(conversation_id=conversation_id, text=text, media=None)
 
 
-@router.post("/chat/stream", response_class=StreamingResponse)
+@router.post("/chat/stream", response_class=StreamingResponse, responses=SSE_RESPONSES)
 async def post_chat_stream(body: chat.ChatIn, state: State) -> RunStream:
     """Server-sent events: ``{"delta": text}`` frames, then ``{"done": true,
     "conversation_id", "text"}`` (or ``{"error": {...}}``)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import GraphLoadError, GraphValidationError
 from engine.loader import graph_from_comfy
@@ -26,6 +26,37 @@ class PromptAccepted(BaseModel):
     prompt_id: str
     number: int
     node_errors: dict[str, Any]
+
+
+class PromptIn(BaseModel):
+    """POST /prompt's body. Only documented: the route reads the JSON itself, so a bad
+    body gets ComfyUI's 400 shape rather than our 422."""
+
+    model_config = ConfigDict(extra="allow")
+    prompt: dict[str, Any] = Field(description="the graph in ComfyUI's API format")
+    client_id: str | None = None
+    prompt_id: str | None = None
+    extra_data: dict[str, Any] | None = None
+
+
+class ComfyErrorDetail(BaseModel):
+    type: str
+    message: str
+    details: str
+    extra_info: dict[str, Any]
+
+
+class ComfyError(BaseModel):
+    """ComfyUI's refusal of a prompt, which its clients read."""
+
+    error: ComfyErrorDetail
+    node_errors: dict[str, Any]
+
+
+def _json_request(model: type[BaseModel], required: bool) -> dict[str, Any]:
+    """``openapi_extra`` declaring the JSON body a route reads by hand."""
+    return {"requestBody": {"required": required, "content": {
+        "application/json": {"schema": model.model_json_schema()}}}}
 
 
 async def _json_body(request: Request) -> Any:
@@ -57,7 +88,9 @@ def _forwarder(state: AppState, holder: list[RunRecord], client_id: str | None) 
     return forward
 
 
-@router.post("/prompt", response_model=PromptAccepted)
+@router.post("/prompt", response_model=PromptAccepted, openapi_extra=_json_request(PromptIn, True),
+             responses={400: {"model": ComfyError, "description": "the prompt is missing, "
+                                                                 "malformed or invalid"}})
 async def post_prompt(request: Request, state: State) -> Any:
     try:
         body = await _json_body(request)
@@ -170,7 +203,11 @@ def change_queue(change: QueueChange, state: State) -> dict[str, Any]:
     return {}
 
 
-@router.post("/interrupt")
+class InterruptIn(BaseModel):
+    prompt_id: str | None = Field(None, description="the prompt to stop; none: every one")
+
+
+@router.post("/interrupt", openapi_extra=_json_request(InterruptIn, False))
 async def interrupt(request: Request, state: State) -> dict[str, Any]:
     body = await _json_body(request)
     prompt_id = body.get("prompt_id") if isinstance(body, dict) else None

@@ -53,6 +53,17 @@ class SelectIn(BaseModel):
     image_url: str = Field(min_length=1, max_length=4096)
 
 
+# POST .../image reads its body by hand (an upload or JSON): the OpenAPI says which.
+_INSTRUCTION = {"type": "string", "description": "an edit to run at once"}
+IMAGE_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"}, "instruction": _INSTRUCTION,
+        "strip_metadata": {"type": "string", "default": "true",
+                           "description": "false, 0 or no keep EXIF and comments"}}}},
+    "application/json": {"schema": {"type": "object", "required": ["image_url"], "properties": {
+        "image_url": {"type": "string"}, "instruction": _INSTRUCTION}}}}}}
+
+
 class ImageOut(EditState):
     result: dict[str, Any] | None = None
 
@@ -164,7 +175,7 @@ def delete_session(state: State, session_id: str = SessionId) -> dict[str, bool]
 
 
 @router.post("/v1/edit-sessions/{session_id}/image", response_model=ImageOut,
-             response_model_exclude_unset=True)
+             response_model_exclude_unset=True, openapi_extra=IMAGE_BODY)
 async def set_image(request: Request, state: State, session_id: str = SessionId) -> ImageOut:
     source, instruction = await _uploaded(state, request)
     if instruction is None:

@@ -19,6 +19,7 @@ from server.errors import ApiError
 from server.services.graphs import graph_names, load_named
 from server.services.runs import RunRecord, stream, until_done
 from server.state import AppState
+from server.streaming import SSE_RESPONSES
 
 router = APIRouter(tags=["engine"])
 
@@ -177,7 +178,8 @@ def cancel_run(run_id: str, state: State) -> RunView:
     return _view(state, record)
 
 
-@router.get("/runs/{run_id}/events")
+@router.get("/runs/{run_id}/events", response_class=StreamingResponse,
+            responses=SSE_RESPONSES)
 async def run_events(run_id: str, state: State) -> StreamingResponse:
     """Server-sent events: every event of the run so far, then live, then the stream ends."""
     record = _record(state, run_id)

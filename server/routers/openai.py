@@ -18,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.models.store import ModelNotFoundError
 from server.deps import State
+from server.errors import ErrorBody
 from server.services.graphs import load_named
 from server.services.runs import stream, until_done
 from server.state import AppState
-from server.streaming import RunStream
+from server.streaming import SSE_EVENT, RunStream
 
 router = APIRouter(tags=["openai"])
 DEFAULT_NAMES = {"", "default", "homepilot"}
@@ -55,6 +56,31 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1, le=1, description="only one choice is supported")
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error shape, which its clients read (422 is still ours: ``ErrorBody``)."""
+
+    error: OpenAIErrorDetail
+
+
+_REFUSED = {"model": OpenAIError}
+COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "a chat.completion, or with ``stream`` its chunks as server-sent "
+                         "events", "content": {"text/event-stream": SSE_EVENT}},
+    # A body that is not even text (not UTF-8) is refused before this route runs: ours.
+    400: {"model": OpenAIError | ErrorBody, "description": "the messages cannot be "
+                                                         "answered, or the body is unreadable"},
+    404: {**_REFUSED, "description": "no installed model has that name"},
+    499: {**_REFUSED, "description": "the run was cancelled (the server is stopping)"},
+    502: {**_REFUSED, "description": "the model failed"}}
 
 
 def _error(status: int, message: str, param: str | None = None,
@@ -96,7 +122,7 @@ def list_models(state: State) -> dict[str, Any]:
         for m in state.model_store.list("llm")]}
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=None, responses=COMPLETION_RESPONSES)
 async def chat_completions(request: ChatRequest, state: State) -> Any:
     try:
         model = _model_id(state, request.model)
