@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.manifest import ModelManifest
-from nodes.backends.chat import gather
+from nodes.backends.chat import PromptTooLong, gather
 
 
 class LlamaBackend:
@@ -36,14 +36,20 @@ class LlamaBackend:
                 stream=True)
             produced = 0
             finish = "stop"
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content")
-                if text:
-                    produced += 1
-                    yield {"text": text}
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    text = choice.get("delta", {}).get("content")
+                    if text:
+                        produced += 1
+                        yield {"text": text}
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            except ValueError as exc:
+                # llama-cpp's only word for a prompt longer than n_ctx is this message.
+                if "exceed context window" in str(exc):
+                    raise PromptTooLong(str(exc)) from None
+                raise
             total = int(getattr(self.llm, "n_tokens", produced))
             yield {"done": True, "finish_reason": finish,
                    "usage": {"prompt_tokens": max(total - produced, 0),

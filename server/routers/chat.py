@@ -27,6 +27,8 @@ def _failure(error: NodeError | None, provider: str | None) -> ApiError:
         return ApiError(503, "cancelled", "the reply was cancelled (is the server stopping?)")
     if error.error_type == "ModelNotFoundError":
         return ApiError(404, "model_not_found", error.message)
+    if error.error_type == "PromptTooLong":
+        return ApiError(400, "prompt_too_long", error.message)
     return ApiError(502, "llm_error", f"LLM error ({provider or 'local'}): {error.message}")
 
 

@@ -138,6 +138,8 @@ async def chat_completions(request: ChatRequest, state: State) -> Any:
         return RunStream(_chunks(record.handle, completion_id, created, model), record.handle)
     await until_done(record.handle, 3600)
     result = record.handle.result(0)
+    if result.error is not None and result.error.error_type == "PromptTooLong":
+        return _error(400, result.error.message, "messages", "context_length_exceeded")
     if result.status != "success":
         message = result.error.message if result.error else result.status
         return _error(502 if result.error else 499, f"the chat graph did not finish: {message}",

@@ -114,6 +114,9 @@ def test_bad_requests_are_clear_4xx_and_store_nothing(app_client):
     assert imagine.status_code == 422 and "imgBatchSize" in imagine.json()["message"]
     unknown = app_client.post("/chat", json={"message": "hi", "provider_model": "nope"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "model_not_found"
+    # More than the model's context window holds: the request's fault, not an llm_error 502.
+    too_long = app_client.post("/chat", json={"message": "hello " * 5000})
+    assert too_long.status_code == 400 and too_long.json()["code"] == "prompt_too_long"
     assert app_client.get("/conversations/x/search").status_code == 422
     assert app_client.get("/conversations", params={"limit": 0}).status_code == 422
     assert app_client.get("/conversations").json()["conversations"] == []

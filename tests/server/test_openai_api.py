@@ -66,6 +66,11 @@ def test_bad_requests_are_4xx(client):
     with pytest.raises(openai.UnprocessableEntityError):
         client.chat.completions.create(model="default", temperature=5,
                                        messages=[{"role": "user", "content": "hi"}])
+    # Past the context window: OpenAI's 400 context_length_exceeded, not a 502.
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="default", messages=[
+            {"role": "user", "content": "hello " * 5000}])
+    assert raised.value.code == "context_length_exceeded"
 
 
 def test_engine_status_lists_the_resident_models(client):
