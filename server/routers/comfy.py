@@ -65,7 +65,9 @@ async def _json_body(request: Request) -> Any:
         return None
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
+    except ValueError as exc:  # also not UTF-8, and integers past Python's 4300 digits
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
 
 

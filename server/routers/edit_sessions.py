@@ -117,7 +117,7 @@ async def _uploaded(state: AppState, request: Request) -> tuple[Source, str | No
         return source, instruction if isinstance(instruction, str) and instruction else None
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
         raise ApiError(400, "invalid_body", "send multipart 'file' or JSON {\"image_url\"}") \
             from None
     if not isinstance(body, dict) or not isinstance(body.get("image_url"), str):

@@ -111,6 +111,20 @@ def test_we_name_what_comfyui_misreports(client):
 
 
 @pytest.mark.parametrize("executor", ["local"], indirect=True)
+def test_json_python_cannot_read_is_a_400_not_a_500(client):
+    """json.loads refuses an integer of over 4300 digits (ValueError) and recurses out on
+    deep nesting (RecursionError): both used to escape as 500s."""
+    json_type = {"content-type": "application/json"}
+    for body in (b'{"prompt": ' + b"1" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000):
+        refused = client.post("/prompt", content=body, headers=json_type)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["type"] == "invalid_prompt"
+        interrupt = client.post("/interrupt", content=body, headers=json_type)
+        assert interrupt.status_code == 400 and interrupt.json()["code"] == "invalid_json"
+    assert client.get("/queue").json()["queue_running"] == []
+
+
+@pytest.mark.parametrize("executor", ["local"], indirect=True)
 def test_object_info_describes_nodes_like_comfyui(client):
     info = client.get("/object_info/MyFormat").json()["MyFormat"]
     assert info["input"]["required"]["number"] == ["INT", {"forceInput": True}]

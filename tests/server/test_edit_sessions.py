@@ -99,6 +99,11 @@ def test_session_errors_are_clear_and_change_nothing(media_app):
     assert elsewhere.status_code == 400 and elsewhere.json()["code"] == "invalid_image_url"
     bad_id = media_app.get("/v1/edit-sessions/a b")
     assert bad_id.status_code == 422
+    # JSON nested deeper than Python recurses used to be a 500.
+    too_deep = media_app.post(f"{SESSION}/image", content=b"[" * 100_000 + b"]" * 100_000,
+                              headers={"content-type": "application/json"})
+    assert too_deep.status_code == 400 and too_deep.json()["code"] == "invalid_body"
+    assert len(media_app.get(SESSION).json()["versions"]) == 1
 
 
 def test_a_refused_instruction_on_upload_keeps_the_old_session(media_app):
