@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import GraphLoadError, GraphValidationError
 from engine.loader import graph_from_comfy
@@ -29,13 +29,13 @@ class PromptAccepted(BaseModel):
 
 
 class PromptIn(BaseModel):
-    """POST /prompt's body. Only documented: the route reads the JSON itself, so a bad
-    body gets ComfyUI's 400 shape rather than our 422."""
+    """POST /prompt's body. The route reads the JSON itself (a bad body gets ComfyUI's
+    400 shape rather than our 422) and checks it against this."""
 
     model_config = ConfigDict(extra="allow")
     prompt: dict[str, Any] = Field(description="the graph in ComfyUI's API format")
     client_id: str | None = None
-    prompt_id: str | None = None
+    prompt_id: str | int | None = None  # ComfyUI takes any id and makes it a string
     extra_data: dict[str, Any] | None = None
 
 
@@ -105,6 +105,14 @@ async def post_prompt(request: Request, state: State) -> Any:
     prompt_id = str(body.get("prompt_id") or uuid.uuid4())
     if not isinstance(prompt, dict):
         return JSONResponse(comfy.bad_body("'prompt' must be an object of nodes"), status_code=400)
+    try:
+        # A run keeps client_id and extra_data: of another type they broke every later
+        # GET /history (a list as extra_data: 500) and the socket hub.
+        PromptIn.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return JSONResponse(comfy.bad_body(f"'{error['loc'][0]}': {error['msg']}"),
+                            status_code=400)
     if state.runs.get(prompt_id) is not None:
         return JSONResponse(comfy.bad_body(f"prompt_id {prompt_id} is already used"),
                             status_code=400)

@@ -125,6 +125,21 @@ def test_json_python_cannot_read_is_a_400_not_a_500(client):
 
 
 @pytest.mark.parametrize("executor", ["local"], indirect=True)
+def test_a_prompt_with_fields_of_the_wrong_type_is_refused_and_not_kept(client):
+    """extra_data as a list used to be accepted, and every GET /history after it was a
+    500; a client_id that is not a string reached the socket hub."""
+    for field, value in (("extra_data", [1, 2]), ("extra_data", "x"), ("client_id", {"a": 1}),
+                         ("client_id", 5), ("prompt_id", [1])):
+        refused = client.post("/prompt", json={"prompt": ADD_TOTAL, field: value})
+        assert refused.status_code == 400, (field, value)
+        assert refused.json()["error"]["message"].startswith(f"'{field}'")
+    assert client.get("/queue").json()["queue_running"] == []
+    assert client.get("/history").status_code == 200 and client.get("/runs").json() == []
+    assert client.post("/prompt", json={"prompt": ADD_TOTAL, "prompt_id": 7}).json()[
+        "prompt_id"] == "7"  # as ComfyUI: any id, made a string
+
+
+@pytest.mark.parametrize("executor", ["local"], indirect=True)
 def test_object_info_describes_nodes_like_comfyui(client):
     info = client.get("/object_info/MyFormat").json()["MyFormat"]
     assert info["input"]["required"]["number"] == ["INT", {"forceInput": True}]
