@@ -112,7 +112,7 @@ def _model_list(state: AppState, provider: str, listing: str, key: str | None) -
         status = 400 if exc.code in ("url_not_allowed", "invalid_url") else 502
         raise ApiError(status, exc.code if status == 400 else "models_unavailable",
                        f"{provider} at {listing}: {exc}") from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested past Python's stack
         raise ApiError(502, "models_unavailable",
                        f"{provider} at {listing} did not answer with a model list") from exc
     if not isinstance(data, dict):

@@ -83,7 +83,10 @@ async def test_key(body: KeyTest, state: State) -> dict[str, Any]:
     if reply.status_code >= 400:
         return {"ok": True, "valid": False,
                 "message": f"{provider} at {url} answered {reply.status_code}"}
-    data = reply.json() if "json" in reply.headers.get("content-type", "") else {}
+    try:  # the name is a nicety: the 2xx already accepted the key
+        data = reply.json() if "json" in reply.headers.get("content-type", "") else {}
+    except (ValueError, RecursionError):
+        data = {}
     username = data.get("name") or data.get("username") if isinstance(data, dict) else None
     result: dict[str, Any] = {"ok": True, "valid": True, "message": f"{provider} accepted the key"}
     if username:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 
 from engine.executors.local import LocalExecutor
@@ -18,6 +18,14 @@ def provider_stub() -> FastAPI:
     @app.get("/v1/models")
     def models() -> dict:
         return {"object": "list", "data": [{"id": "qwen-7b"}, {"id": "llama-8b"}]}
+
+    @app.get("/garbled/v1/models")
+    def garbled() -> Response:
+        return Response("{not json", media_type="application/json")
+
+    @app.get("/deep/v1/models")
+    def deep() -> Response:  # deeper than Python's json can recurse
+        return Response("[" * 100_000 + "]" * 100_000, media_type="application/json")
     return app
 
 
@@ -59,6 +67,21 @@ def test_models_lists_installed_and_remote_models(core):
                                          "base_url": f"http://127.0.0.1:{free_port()}/v1"})
     assert down.status_code == 502 and "openai_compat" in down.json()["message"]
     assert client.get("/models", params={"provider": "bogus"}).status_code == 400
+
+
+def test_a_provider_answering_unreadable_json_is_its_fault_not_a_500(core):
+    client, stub = core
+    settings = client.app.state.homepilot.settings
+    settings.fetch_allow = "127.0.0.1"
+    for broken in ("garbled", "deep"):
+        listed = client.get("/models", params={"provider": "openai_compat",
+                                               "base_url": f"{stub}/{broken}/v1"})
+        assert listed.status_code == 502 and listed.json()["code"] == "models_unavailable"
+        # A key check only reads the answer for the account's name: the 200 accepted it.
+        settings.llm_base_url = f"{stub}/{broken}/v1"
+        checked = client.post("/settings/api-keys/test",
+                              json={"provider": "openai_compat", "key": "sk-12345678"})
+        assert checked.status_code == 200 and checked.json()["valid"] is True
 
 
 def test_detailed_health_runs_real_checks(core):
