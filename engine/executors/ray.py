@@ -359,7 +359,9 @@ class RayDrive:
     def _settle(self, group: list[str], value_ref: ray.ObjectRef, metas: Any) -> None:
         handle, plan = self.handle, self.plan
         if isinstance(metas, Exception):
-            if not handle.cancelled:
+            # A task whose input task died fails with the same error: the first one to
+            # settle (groups settle in submission order) is the node that failed.
+            if not handle.cancelled and self.error is None:
                 first = plan.nodes[group[0]]
                 self.error = node_error(first.id, first.type, metas)
                 if isinstance(metas, ray.exceptions.WorkerCrashedError | ray.exceptions.

@@ -157,7 +157,7 @@ def _comfy_records(state: AppState) -> list[RunRecord]:
 
 @router.get("/history")
 def history(state: State, max_items: int | None = Query(None, ge=1)) -> dict[str, Any]:
-    records = [r for r in _comfy_records(state) if r.handle.done()]
+    records = [r for r in _comfy_records(state) if r.settled()]
     if max_items is not None:
         records = records[-max_items:]
     return {r.run_id: comfy.history_entry(r) for r in records}
@@ -166,7 +166,7 @@ def history(state: State, max_items: int | None = Query(None, ge=1)) -> dict[str
 @router.get("/history/{prompt_id}")
 def history_of(prompt_id: str, state: State) -> dict[str, Any]:
     record = state.runs.get(prompt_id)
-    if record is None or record.prompt is None or not record.handle.done():
+    if record is None or record.prompt is None or not record.settled():
         return {}
     return {prompt_id: comfy.history_entry(record)}
 

@@ -79,7 +79,7 @@ def _view(state: AppState, record: RunRecord) -> RunView:
     base = {"run_id": record.run_id, "graph": handle.graph, "status": handle.status,
             "executor": handle.executor, "events_url": f"/runs/{record.run_id}/events",
             "ws_url": f"/runs/{record.run_id}/ws"}
-    if not handle.done():
+    if not record.settled():
         return RunView(**base)
     result = handle.result(0)
     outputs, ui = record.outputs_json(state.files)

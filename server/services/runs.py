@@ -43,6 +43,16 @@ class RunRecord:
     def run_id(self) -> str:
         return self.handle.run_id
 
+    def settled(self) -> bool:
+        """Finished, result included. The terminal event goes out an instant before the
+        result is set: a client that reacts to it at once (ComfyUI's scripts ask for the
+        history on 'executing: None') must still find the run done."""
+        handle = self.handle
+        if handle.done():
+            return True
+        events = handle.events
+        return bool(events) and events[-1].type in TERMINAL and handle.wait(5)
+
     def outputs_json(self, files: FileStore) -> tuple[dict[str, Any], dict[str, Any]]:
         """(outputs, ui) of the finished run as JSON, pictures stored once."""
         with self._json_lock:
