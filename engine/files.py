@@ -79,13 +79,13 @@ class ReadRefusedError(EngineError):
     """A path outside the folders nodes may read."""
 
 
-def readable_path(path: str, roots: list[Path] | None = None) -> Path:
-    """``path`` resolved (symlinks followed) if it lies inside one of ``roots`` (the
-    settings' readable folders). A relative path is looked up in the input folder, then
+def readable_path(path: str) -> Path:
+    """``path`` resolved (symlinks followed) if it lies inside one of the settings'
+    readable folders. A relative path is looked up in the input folder, then
     in each folder of ``HOMEPILOT_READ_DIRS``; the first that holds it wins. It may not
     exist. Raises ReadRefusedError otherwise, naming the folders that are allowed."""
     settings = get_settings()
-    roots = settings.readable_dirs() if roots is None else roots
+    roots = settings.readable_dirs()
     given = Path(path).expanduser()
     if given.is_absolute():
         candidates = [given]

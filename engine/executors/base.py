@@ -22,6 +22,8 @@ from engine.signature import sign
 
 class Executor(abc.ABC):
     name = "executor"
+    # The store nodes save to; None: the settings' default (what Ray workers use).
+    files: FileStore | None = None
 
     def __init__(self, registry: Registry, cache: OutputCache | None = None) -> None:
         settings = get_settings()
@@ -97,7 +99,7 @@ class Executor(abc.ABC):
 
     def file_store(self) -> FileStore:
         """Where this executor's nodes save files."""
-        return getattr(self, "files", None) or FileStore.default()
+        return self.files or FileStore.default()
 
     def _files_remain(self, entry: Any) -> bool:
         files = getattr(entry, "files", ())

@@ -92,6 +92,11 @@ def ensure_ray(address: str | None = None, dashboard: bool | None = None,
 DASHBOARD_HOST = "127.0.0.1"
 
 
+def _retried(plan: Plan, group: list[str]) -> bool:
+    """Whether a task whose worker died runs again: only if every node in it may."""
+    return all(plan.nodes[n].definition.spec.idempotent for n in group)
+
+
 def dashboard_port(wanted: int, tries: int = 100) -> int:
     """``wanted`` if nothing listens there, else the next free port after it.
 
@@ -208,7 +213,7 @@ class RayExecutor(Executor):
         # A worker that dies mid-task (killed, out of memory, its machine gone) takes the
         # task with it: Ray runs it again elsewhere once, unless a node in it may not run
         # twice. Failures the nodes raise themselves are never retried.
-        if all(plan.nodes[n].definition.spec.idempotent for n in group):
+        if _retried(plan, group):
             options["max_retries"] = 1
         if first.definition.spec.model_kind is not None:
             # The model's work happens on its host actor while this task waits for it. A
@@ -366,10 +371,10 @@ class RayDrive:
                 self.error = node_error(first.id, first.type, metas)
                 if isinstance(metas, ray.exceptions.WorkerCrashedError | ray.exceptions.
                               NodeDiedError):
-                    retried = all(plan.nodes[n].definition.spec.idempotent for n in group)
                     self.error.message = (
                         "the Ray worker running this node died (killed, out of memory, or its "
-                        "machine went away)" + ("; it was run again and died again" if retried
+                        "machine went away)" + ("; it was run again and died again"
+                                                if _retried(plan, group)
                                                 else "; it may not run twice (it has effects "
                                                 "beyond its outputs), so it was not retried"))
             return

@@ -29,8 +29,9 @@ class FileReferences:
         union = " UNION ALL ".join(
             f"SELECT id FROM wanted WHERE EXISTS (SELECT 1 FROM {table} WHERE {column} "
             f"LIKE '%' || wanted.id || '%')" for table, column in _COLUMNS)
-        placeholders = ", ".join("(?)" for _ in file_ids)
-        rows = self.db.read(f"WITH wanted(id) AS (VALUES {placeholders}) {union}",
+        # One row per id, each a bound parameter: WITH wanted(id) AS (VALUES (?), (?), ...)
+        rows_of_ids = ", ".join("(?)" for _ in file_ids)
+        rows = self.db.read(f"WITH wanted(id) AS (VALUES {rows_of_ids}) {union}",
                             list(file_ids))
         return {row[0] for row in rows}
 
