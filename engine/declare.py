@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -23,14 +24,36 @@ _EXTRA = "homepilot"
 ALWAYS = math.nan
 
 
+# Where open choices come from (``Input(options_from=...)``): installed models of one or
+# more kinds, or the pictures in the input folder.
+OPTION_SOURCE = re.compile(r"models:[a-z]+(,[a-z]+)*|input_images")
+
+
 def Input(default: Any = PydanticUndefined, *, type: str | None = None,  # noqa: A002, N802
           min: float | None = None, max: float | None = None,  # noqa: A002
           step: float | None = None, choices: list[Any] | None = None,
           multiline: bool = False, optional: bool = False, link_only: bool = False,
+          options_from: str | None = None, suggestions: list[Any] | None = None,
           description: str = "") -> Any:
-    """Declare a node input; without a default the input is required."""
+    """Declare a node input; without a default the input is required.
+
+    ``choices`` is a closed set: a graph naming anything else does not validate.
+    ``options_from`` (``"models:diffusion"``, ``"models:inpaint,diffusion"``,
+    ``"input_images"``) and ``suggestions`` (fixed values such as ``"lanczos"``) are what
+    the editor offers in a list; they are not enforced, since a graph may name a model
+    or file installed later.
+    """
+    if options_from is not None and not OPTION_SOURCE.fullmatch(options_from):
+        raise ValueError(f"options_from={options_from!r} is not a source of options; use "
+                         "'models:<kind>[,<kind>...]' or 'input_images'")
+    if choices is not None and (options_from is not None or suggestions is not None):
+        raise ValueError("an input has either closed choices or open options_from/"
+                         "suggestions, not both")
+    if suggestions is not None and options_from is None:
+        raise ValueError("suggestions go with options_from; a fixed list alone is choices")
     extra = {"type": type, "min": min, "max": max, "step": step, "choices": choices,
-             "multiline": multiline, "optional": optional, "link_only": link_only}
+             "multiline": multiline, "optional": optional, "link_only": link_only,
+             "options_from": options_from, "suggestions": suggestions}
     if optional and default is PydanticUndefined:
         default = None
     return FieldInfo(default=default, description=description or None,
@@ -122,6 +145,7 @@ def _input_specs(cls: type[Node]) -> list[InputSpec]:
             default=default, min=extra.get("min"), max=extra.get("max"),
             step=extra.get("step"), choices=extra.get("choices"),
             multiline=bool(extra.get("multiline")), link_only=bool(extra.get("link_only")),
+            options_from=extra.get("options_from"), suggestions=extra.get("suggestions"),
             description=info.description or ""))
     return specs
 
@@ -172,7 +196,7 @@ def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
             type=type_id, version=version,
             category=category or (type_id.rsplit(".", 1)[0] if "." in type_id else "misc"),
             display_name=display_name or _title(type_id),
-            description=description or inspect.cleandoc(cls.__doc__ or ""),
+            description=description or _describe(cls.__doc__),
             inputs=_input_specs(cls), outputs=output_specs, resources=resources,
             model_kind=model_kind, deterministic=deterministic, output_node=output_node,
             input_is_list=input_is_list, idempotent=idempotent)
@@ -187,11 +211,30 @@ def node(type_id: str, *, version: str = "1.0.0", category: str | None = None,
     return decorate
 
 
+def _describe(doc: str | None) -> str:
+    """A docstring as a description: paragraphs kept, the lines wrapped in the source joined
+    (the editor wraps them itself); lines of a list (``- item``) stay lines."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc or "").split("\n\n"):
+        lines = [line.strip() for line in paragraph.strip().splitlines()]
+        if any(line.startswith(("- ", "* ")) for line in lines):
+            paragraphs.append("\n".join(lines))
+        else:
+            paragraphs.append(" ".join(lines))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
 def _overrides(cls: type[Node], name: str) -> bool:
     return getattr(cls, name).__func__ is not getattr(Node, name).__func__
 
 
+# Joining words a title writes in lower case ("Text to Image", not "Text To Image").
+_MINOR_WORDS = {"A", "An", "And", "As", "At", "By", "For", "From", "In", "Into", "Of", "On",
+                "Or", "The", "To", "With"}
+
+
 def _title(type_id: str) -> str:
+    """A display name from a type id's last part: ``image.TextToImage`` -> "Text to Image"."""
     name = type_id.rsplit(".", 1)[-1]
     words, current = [], ""
     for char in name:
@@ -201,4 +244,5 @@ def _title(type_id: str) -> str:
         else:
             current += char
     words.append(current)
-    return " ".join(w for w in words if w)
+    words = [w for w in words if w]
+    return " ".join(w.lower() if i and w in _MINOR_WORDS else w for i, w in enumerate(words))
