@@ -8,12 +8,16 @@ from typing import Any
 from engine.sdk import Embedding, Input, Json, Node, NodeContext, NodeOutputs, node
 
 
-@node("embed.Text", category="embed", model_kind="embedding")
+@node("embed.Text", category="embed", display_name="Embed Text", model_kind="embedding")
 class EmbedText(Node):
-    """One vector per text. Concurrent requests share forward passes on the model host."""
+    """Turn texts into vectors with an embedding model, one vector per text.
+
+    Concurrent requests share forward passes on the model host.
+    """
 
     texts: Json = Input(description="a list of strings (or one string)")
-    model: str = Input("", description="embedding model id; empty picks the default")
+    model: str = Input("", options_from="models:embedding",
+                       description="embedding model id; empty picks the default")
 
     class Outputs(NodeOutputs):
         vectors: Embedding
@@ -45,13 +49,13 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / norm if norm else 0.0
 
 
-@node("embed.TopK", category="embed")
+@node("embed.TopK", category="embed", display_name="Top K Similar")
 class TopK(Node):
     """The k candidates most similar to the query (cosine similarity), best first."""
 
     query: Embedding = Input(description="one vector (or a list holding one)")
     candidates: Embedding = Input(description="the vectors to rank")
-    k: int = Input(3, min=1, max=10000)
+    k: int = Input(3, min=1, max=10000, description="how many to return")
 
     class Outputs(NodeOutputs):
         indices: Json

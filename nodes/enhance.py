@@ -92,14 +92,19 @@ def upscale_with(ctx: NodeContext, image: PILImage.Image, scale: float, model: s
     return result, handle.id
 
 
-@node("image.Upscale", category="image", model_kind="upscaler")
+@node("image.Upscale", category="image/enhance", display_name="Upscale Image",
+      model_kind="upscaler")
 class Upscale(Node):
-    """Enlarge a picture with a learned super-resolution model (ESRGAN/RRDBNet, Real-ESRGAN
-    compact) run in tiles, or with Lanczos plus sharpening when none is installed."""
+    """Enlarge a picture with a learned super-resolution model, or Lanczos without one.
 
-    image: Image = Input()
-    scale: float = Input(2.0, min=1.0, max=8.0)
-    model: str = Input("", description="upscaler id; empty = the default, 'lanczos' = classic")
+    The model (ESRGAN/RRDBNet, Real-ESRGAN compact) runs in tiles; when none is installed
+    (or ``lanczos`` is chosen) Lanczos resampling plus sharpening enlarges instead.
+    """
+
+    image: Image = Input(description="the picture to enlarge")
+    scale: float = Input(2.0, min=1.0, max=8.0, step=0.1, description="the enlargement factor")
+    model: str = Input("", options_from="models:upscaler", suggestions=["lanczos"],
+                       description="upscaler id; empty = the default, 'lanczos' = classic")
     tile: int = Input(256, min=32, max=2048, description="tile side in input pixels")
 
     class Outputs(NodeOutputs):
@@ -113,16 +118,22 @@ class Upscale(Node):
                             learned=method not in (CLASSIC_UPSCALE, "none"))
 
 
-@node("image.Enhance", category="image", model_kind="upscaler")
+@node("image.Enhance", category="image/enhance", display_name="Enhance Photo",
+      model_kind="upscaler")
 class Enhance(Node):
-    """Improve a photo. ``photo``: levels, contrast, light denoise, sharpening; ``restore``:
-    strong denoise and speck removal first; ``faces``: detail on each detected face (OpenCV's
-    Haar face detector). ``scale`` > 1 then enlarges (photo and restore only)."""
+    """Improve a photo: tone and sharpness, a restoration of an old one, or faces.
 
-    image: Image = Input()
-    mode: str = Input("photo", choices=["photo", "restore", "faces"])
-    scale: int = Input(1, min=1, max=4)
-    model: str = Input("", description="upscaler id for scale > 1; empty = the default")
+    ``photo``: levels, contrast, light denoise, sharpening; ``restore``: strong denoise and
+    speck removal first; ``faces``: detail on each detected face (OpenCV's Haar face
+    detector). ``scale`` > 1 then enlarges (photo and restore only).
+    """
+
+    image: Image = Input(description="the photo to improve")
+    mode: str = Input("photo", choices=["photo", "restore", "faces"],
+                      description="photo: tone and sharpness; restore: old photos; faces")
+    scale: int = Input(1, min=1, max=4, description="enlarge afterwards (photo, restore)")
+    model: str = Input("", options_from="models:upscaler", suggestions=["lanczos"],
+                       description="upscaler id for scale > 1; empty = the default")
 
     class Outputs(NodeOutputs):
         image: Image
@@ -143,20 +154,28 @@ class Enhance(Node):
         return self.Outputs(image=image, method=method, faces=faces)
 
 
-@node("image.Background", category="image", model_kind="inpaint")
+@node("image.Background", category="image/enhance", display_name="Edit Background",
+      model_kind="inpaint")
 class Background(Node):
-    """Cut out the subject (``remove``: transparent background), paint a new background
-    from a prompt (``replace``, needs a diffusion model), or blur it (``blur``)."""
+    """Remove, replace or blur the background behind a picture's subject.
 
-    image: Image = Input()
-    action: str = Input("remove", choices=["remove", "replace", "blur"])
+    ``remove`` cuts the subject out onto a transparent background, ``replace`` paints a
+    new background from a prompt (needs a diffusion model), ``blur`` blurs it.
+    """
+
+    image: Image = Input(description="the picture whose background changes")
+    action: str = Input("remove", choices=["remove", "replace", "blur"],
+                        description="what to do with the background")
     prompt: str = Input("", multiline=True, description="the new background (replace)")
-    negative_prompt: str = Input("blurry, low quality, distorted")
-    blur_strength: int = Input(15, min=5, max=50)
-    steps: int = Input(25, min=1, max=150)
-    cfg: float = Input(7.0, min=0.0, max=30.0)
-    seed: int = Input(-1, min=-1, max=SEED_MAX)
-    model: str = Input("", description="inpainting/diffusion model for replace")
+    negative_prompt: str = Input("blurry, low quality, distorted", multiline=True,
+                                 description="what to keep out of it (replace)")
+    blur_strength: int = Input(15, min=5, max=50, description="blur radius (blur)")
+    steps: int = Input(25, min=1, max=150, description="denoising steps (replace)")
+    cfg: float = Input(7.0, min=0.0, max=30.0, step=0.1,
+                       description="how closely to follow the prompt (replace)")
+    seed: int = Input(-1, min=-1, max=SEED_MAX, description="-1: random (replace)")
+    model: str = Input("", options_from="models:inpaint,diffusion",
+                       description="inpainting/diffusion model for replace")
 
     class Outputs(NodeOutputs):
         image: Image
@@ -191,23 +210,30 @@ class Background(Node):
         return self.Outputs(image=image, has_alpha=False, method=f"diffusion:{handle.id}")
 
 
-@node("image.Outpaint", category="image", model_kind="inpaint")
+@node("image.Outpaint", category="image/generate", display_name="Outpaint",
+      model_kind="inpaint")
 class Outpaint(Node):
-    """Extend a picture by the given pixels on each side. The new area is painted by a
-    diffusion model when one is installed (``method`` "diffusion:<id>"), else filled from
-    the picture's edges with OpenCV; the original pixels are kept exactly."""
+    """Extend a picture by the given pixels on each side.
 
-    image: Image = Input()
-    left: int = Input(0, min=0, max=1024)
-    right: int = Input(0, min=0, max=1024)
-    top: int = Input(0, min=0, max=1024)
-    bottom: int = Input(0, min=0, max=1024)
-    prompt: str = Input("", multiline=True)
-    negative_prompt: str = Input("blurry, low quality, distorted, watermark")
-    steps: int = Input(25, min=1, max=150)
-    cfg: float = Input(7.0, min=0.0, max=30.0)
-    seed: int = Input(-1, min=-1, max=SEED_MAX)
-    model: str = Input("", description="diffusion model; 'classic' forces the OpenCV fill")
+    The new area is painted by a diffusion model when one is installed (``method``
+    "diffusion:<id>"), else filled from the picture's edges with OpenCV; the original
+    pixels are kept exactly.
+    """
+
+    image: Image = Input(description="the picture to extend")
+    left: int = Input(0, min=0, max=1024, description="px to add on the left")
+    right: int = Input(0, min=0, max=1024, description="px to add on the right")
+    top: int = Input(0, min=0, max=1024, description="px to add at the top")
+    bottom: int = Input(0, min=0, max=1024, description="px to add at the bottom")
+    prompt: str = Input("", multiline=True, description="what the new area shows")
+    negative_prompt: str = Input("blurry, low quality, distorted, watermark", multiline=True,
+                                 description="what to keep out of it")
+    steps: int = Input(25, min=1, max=150, description="denoising steps")
+    cfg: float = Input(7.0, min=0.0, max=30.0, step=0.1,
+                       description="how closely to follow the prompt")
+    seed: int = Input(-1, min=-1, max=SEED_MAX, description="-1: random")
+    model: str = Input("", options_from="models:inpaint,diffusion", suggestions=["classic"],
+                       description="diffusion model; 'classic' forces the OpenCV fill")
 
     class Outputs(NodeOutputs):
         image: Image

@@ -107,17 +107,20 @@ def paste_back(original: PILImage.Image, generated: PILImage.Image,
 class _Sampling(Node):
     """Inputs every diffusion node shares."""
 
-    prompt: str = Input(multiline=True)
-    negative_prompt: str = Input("", multiline=True)
-    steps: int = Input(25, min=1, max=150)
-    cfg: float = Input(7.0, min=0.0, max=30.0)
-    seed: int = Input(-1, min=-1, max=SEED_MAX)
-    batch_size: int = Input(1, min=1, max=4)
+    prompt: str = Input(multiline=True, description="what the picture shows")
+    negative_prompt: str = Input("", multiline=True, description="what to keep out of it")
+    steps: int = Input(25, min=1, max=150, description="denoising steps")
+    cfg: float = Input(7.0, min=0.0, max=30.0, step=0.1,
+                       description="how closely to follow the prompt (guidance scale)")
+    seed: int = Input(-1, min=-1, max=SEED_MAX, description="-1: random")
+    batch_size: int = Input(1, min=1, max=4, description="pictures per run")
     sampler: str = Input("default", choices=SAMPLER_NAMES,
                          description="ComfyUI sampler name; default keeps the model's own")
-    scheduler: str = Input("normal", choices=SCHEDULER_NAMES)
+    scheduler: str = Input("normal", choices=SCHEDULER_NAMES,
+                           description="noise schedule; karras spreads steps differently")
     preview: bool = Input(False, description="send a small latent preview with each step")
-    model: str = Input("", description="model id; empty picks the installed default")
+    model: str = Input("", options_from="models:diffusion",
+                       description="model id; empty picks the installed default")
 
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any]) -> Any:
@@ -131,20 +134,23 @@ class _Sampling(Node):
 
 
 class DiffusionOutputs(NodeOutputs):
-    images: Any = Output(type="IMAGE", is_list=True)
-    seed: int
-    seeds: Json
-    model: str
+    images: Any = Output(type="IMAGE", is_list=True, description="one picture per batch item")
+    seed: int = Output(description="the seed of the first picture")
+    seeds: Json = Output(description="the seed of each picture")
+    model: str = Output(description="the model that drew them")
 
 
-@node("image.TextToImage", category="image", model_kind="diffusion")
+@node("image.TextToImage", category="image/generate", display_name="Text to Image",
+      model_kind="diffusion")
 class TextToImage(_Sampling):
-    """Pictures from a prompt with a Stable Diffusion-family model on its host; reports every
-    denoising step. Seed -1 picks one at random; the seeds used come back (image i of a
-    batch uses seed + i)."""
+    """Draw pictures from a prompt with a Stable Diffusion-family model.
 
-    width: int = Input(512, min=64, max=2048, step=8)
-    height: int = Input(512, min=64, max=2048, step=8)
+    The model runs on its host and reports every denoising step. Seed -1 picks one at
+    random; the seeds used come back (image i of a batch uses seed + i).
+    """
+
+    width: int = Input(512, min=64, max=2048, step=8, description="a multiple of 8")
+    height: int = Input(512, min=64, max=2048, step=8, description="a multiple of 8")
 
     class Outputs(DiffusionOutputs):
         pass
@@ -161,13 +167,18 @@ class TextToImage(_Sampling):
                                 seeds=result["seeds"], model=handle.id)
 
 
-@node("image.ImageToImage", category="image", model_kind="diffusion")
+@node("image.ImageToImage", category="image/generate", display_name="Image to Image",
+      model_kind="diffusion")
 class ImageToImage(_Sampling):
-    """Redraw a picture following a prompt. ``denoise`` says how far from the source it may
-    go (0 keeps it, 1 ignores it). The result has the source's size."""
+    """Redraw a picture following a prompt.
+
+    ``denoise`` says how far from the source it may go (0 keeps it, 1 ignores it). The
+    result has the source's size.
+    """
 
     image: Image = Input(description="the source picture")
-    denoise: float = Input(0.55, min=0.01, max=1.0)
+    denoise: float = Input(0.55, min=0.01, max=1.0, step=0.01,
+                           description="how much may change: 0 keeps the source, 1 ignores it")
 
     class Outputs(DiffusionOutputs):
         pass
@@ -193,16 +204,24 @@ class ImageToImage(_Sampling):
                                 seeds=result["seeds"], model=handle.id)
 
 
-@node("image.Inpaint", category="image", model_kind="inpaint")
+@node("image.Inpaint", category="image/generate", display_name="Inpaint",
+      model_kind="inpaint")
 class Inpaint(_Sampling):
-    """Repaint the masked part of a picture (mask white = repaint). Pixels outside the mask
-    come back unchanged; the edge is blended ``feather`` px inward."""
+    """Repaint the masked part of a picture (mask white = repaint).
 
+    Pixels outside the mask come back unchanged; the edge is blended ``feather`` px
+    inward. Without an inpainting model the text-to-image model paints.
+    """
+
+    model: str = Input("", options_from="models:inpaint,diffusion",
+                       description="inpainting (or text-to-image) model id; empty picks the "
+                                   "installed default")
     image: Image = Input(description="the source picture")
     mask: Mask = Input(description="white where the picture is repainted")
-    denoise: float = Input(1.0, min=0.01, max=1.0)
+    denoise: float = Input(1.0, min=0.01, max=1.0, step=0.01,
+                           description="how much the masked part may change")
     grow: int = Input(0, min=0, max=256, description="widen the mask by this many px")
-    feather: int = Input(4, min=0, max=64)
+    feather: int = Input(4, min=0, max=64, description="px over which the edge blends")
 
     class Outputs(DiffusionOutputs):
         pass

@@ -83,17 +83,21 @@ def _color(text: str) -> tuple[int, ...]:
                          "or a name such as 'red')") from exc
 
 
-@node("image.Load", category="image")
+@node("image.Load", category="image", display_name="Load Image")
 class Load(Node):
-    """Read an image from the file store (an ``f_...`` id) or from a file in the input
-    folder, the models folder or a folder of ``HOMEPILOT_READ_DIRS``; nothing else on the
-    server's disk, symlinks included.
+    """Read an image from the file store or from a file in the input folder.
+
+    The path is a file-store id (``f_...``) or a file in the input folder, the models
+    folder or a folder of ``HOMEPILOT_READ_DIRS``; nothing else on the server's disk,
+    symlinks included. The editor lists the pictures of the input folder and can upload
+    one there.
 
     EXIF orientation is applied, and unusual modes (palette, CMYK, 16-bit) become RGB or
     RGBA, so downstream nodes see the picture the way a viewer shows it.
     """
 
-    path: str = Input(description="a file id (f_...), or a file in the input folder, the "
+    path: str = Input(options_from="input_images",
+                      description="a file id (f_...), or a file in the input folder, the "
                                   "models folder or HOMEPILOT_READ_DIRS (relative paths are "
                                   "taken from the input folder)")
 
@@ -129,10 +133,13 @@ class Load(Node):
         return self.Outputs(image=image, width=image.width, height=image.height)
 
 
-@node("image.LoadUrl", category="image")
+@node("image.LoadUrl", category="image", display_name="Load Image from URL")
 class LoadUrl(Node):
-    """Fetch an image from an http(s) URL. Private and loopback addresses are refused
-    unless ``HOMEPILOT_FETCH_ALLOW`` lists them; the upload size cap applies."""
+    """Fetch an image from an http(s) URL.
+
+    Private and loopback addresses are refused unless ``HOMEPILOT_FETCH_ALLOW`` lists
+    them; the upload size cap applies.
+    """
 
     url: str = Input(description="http(s) URL of a picture")
 
@@ -164,7 +171,7 @@ def _decode(data: bytes, what: str) -> PILImage.Image:
     return _normalise(image)
 
 
-@node("image.Save", category="image", output_node=True)
+@node("image.Save", category="image", display_name="Save Image", output_node=True)
 class Save(Node):
     """Store an image in the file store as PNG, JPEG or WEBP and show it.
 
@@ -172,7 +179,7 @@ class Save(Node):
     """
 
     image: Image = Input(description="the picture to store")
-    format: str = Input("PNG", choices=list(_SUFFIX))
+    format: str = Input("PNG", choices=list(_SUFFIX), description="the file format")
     quality: int = Input(90, min=1, max=100, description="JPEG and WEBP quality")
 
     class Outputs(NodeOutputs):
@@ -188,20 +195,21 @@ class Save(Node):
         return self.Outputs(file_id=file_id).show(images=[shown])
 
 
-@node("image.Resize", category="image")
+@node("image.Resize", category="image/transform", display_name="Resize Image")
 class Resize(Node):
-    """Resize to width × height.
+    """Resize to width × height, stretched, fitted inside or filled and cropped.
 
     stretch: exactly that size, aspect ratio ignored; fit: as large as fits inside the
     box, aspect kept (one side may be smaller); fill: exactly that size, aspect kept,
     the overflow cropped evenly from both sides.
     """
 
-    image: Image = Input()
-    width: int = Input(512, min=1, max=MAX_SIDE)
-    height: int = Input(512, min=1, max=MAX_SIDE)
-    mode: str = Input("stretch", choices=["stretch", "fit", "fill"])
-    resample: str = Input("lanczos", choices=list(_RESAMPLE))
+    image: Image = Input(description="the picture to resize")
+    width: int = Input(512, min=1, max=MAX_SIDE, description="target width in pixels")
+    height: int = Input(512, min=1, max=MAX_SIDE, description="target height in pixels")
+    mode: str = Input("stretch", choices=["stretch", "fit", "fill"],
+                      description="stretch: exact size; fit: inside the box; fill: crop over")
+    resample: str = Input("lanczos", choices=list(_RESAMPLE), description="the filter")
 
     class Outputs(NodeOutputs):
         image: Image
@@ -217,13 +225,13 @@ class Resize(Node):
         return self.Outputs(image=resized)
 
 
-@node("image.Scale", category="image")
+@node("image.Scale", category="image/transform", display_name="Scale Image")
 class Scale(Node):
     """Resize by a factor (0.5 halves each side), keeping the aspect ratio."""
 
-    image: Image = Input()
-    factor: float = Input(0.5, min=0.01, max=16.0, step=0.01)
-    resample: str = Input("lanczos", choices=list(_RESAMPLE))
+    image: Image = Input(description="the picture to scale")
+    factor: float = Input(0.5, min=0.01, max=16.0, step=0.01, description="1 keeps the size")
+    resample: str = Input("lanczos", choices=list(_RESAMPLE), description="the filter")
 
     class Outputs(NodeOutputs):
         image: Image
@@ -238,15 +246,15 @@ class Scale(Node):
         return self.Outputs(image=self.image.resize((width, height), _RESAMPLE[self.resample]))
 
 
-@node("image.Crop", category="image")
+@node("image.Crop", category="image/transform", display_name="Crop Image")
 class Crop(Node):
     """Cut out the width × height region whose top-left corner is (x, y)."""
 
-    image: Image = Input()
-    x: int = Input(0, min=0, max=MAX_SIDE)
-    y: int = Input(0, min=0, max=MAX_SIDE)
-    width: int = Input(512, min=1, max=MAX_SIDE)
-    height: int = Input(512, min=1, max=MAX_SIDE)
+    image: Image = Input(description="the picture to crop")
+    x: int = Input(0, min=0, max=MAX_SIDE, description="left edge of the region")
+    y: int = Input(0, min=0, max=MAX_SIDE, description="top edge of the region")
+    width: int = Input(512, min=1, max=MAX_SIDE, description="width of the region")
+    height: int = Input(512, min=1, max=MAX_SIDE, description="height of the region")
 
     class Outputs(NodeOutputs):
         image: Image
@@ -260,7 +268,7 @@ class Crop(Node):
         return self.Outputs(image=self.image.crop((self.x, self.y, right, bottom)))
 
 
-@node("image.Composite", category="image")
+@node("image.Composite", category="image/composite", display_name="Composite Images")
 class Composite(Node):
     """Lay ``overlay`` on ``base`` with its top-left corner at (x, y).
 
@@ -269,10 +277,10 @@ class Composite(Node):
     are cut off; the result has the base's size and mode.
     """
 
-    base: Image = Input()
-    overlay: Image = Input()
-    x: int = Input(0, min=-MAX_SIDE, max=MAX_SIDE)
-    y: int = Input(0, min=-MAX_SIDE, max=MAX_SIDE)
+    base: Image = Input(description="the picture underneath")
+    overlay: Image = Input(description="the picture laid on top")
+    x: int = Input(0, min=-MAX_SIDE, max=MAX_SIDE, description="overlay's left edge on base")
+    y: int = Input(0, min=-MAX_SIDE, max=MAX_SIDE, description="overlay's top edge on base")
     mask: Mask = Input(optional=True, description="255 = overlay, 0 = base")
 
     class Outputs(NodeOutputs):
@@ -305,12 +313,12 @@ def _alpha_composite(base: PILImage.Image, overlay: PILImage.Image, x: int, y: i
     base.alpha_composite(overlay, dest=(max(0, x), max(0, y)), source=(left, top))
 
 
-@node("image.Convert", category="image")
+@node("image.Convert", category="image/transform", display_name="Convert Colour Mode")
 class Convert(Node):
     """Change the colour mode: RGB, RGBA (adds an opaque alpha) or L (greyscale)."""
 
-    image: Image = Input()
-    mode: str = Input("RGB", choices=["RGB", "RGBA", "L"])
+    image: Image = Input(description="the picture to convert")
+    mode: str = Input("RGB", choices=["RGB", "RGBA", "L"], description="L is greyscale")
 
     class Outputs(NodeOutputs):
         image: Image
@@ -320,15 +328,16 @@ class Convert(Node):
         return self.Outputs(image=image if image.mode == self.mode else image.convert(self.mode))
 
 
-@node("image.ToMask", category="image")
+@node("image.ToMask", category="image/composite", display_name="Image to Mask")
 class ToMask(Node):
     """Turn one channel of an image into a MASK (e.g. its alpha, for ``image.Composite``).
 
     An image without alpha gives a fully covering mask for channel 'alpha'.
     """
 
-    image: Image = Input()
-    channel: str = Input("alpha", choices=["alpha", "red", "green", "blue", "luminance"])
+    image: Image = Input(description="the picture to take a channel from")
+    channel: str = Input("alpha", choices=["alpha", "red", "green", "blue", "luminance"],
+                         description="the channel that becomes the mask")
 
     class Outputs(NodeOutputs):
         mask: Mask
@@ -345,15 +354,15 @@ class ToMask(Node):
         return self.Outputs(mask=image.convert("RGB").getchannel(band))
 
 
-@node("image.Solid", category="image")
+@node("image.Solid", category="image", display_name="Solid Colour")
 class Solid(Node):
     """A plain image of one colour: a canvas to composite on, or a test picture.
 
     ``#rrggbbaa`` (or any colour with alpha) gives an RGBA image, otherwise RGB.
     """
 
-    width: int = Input(512, min=1, max=MAX_SIDE)
-    height: int = Input(512, min=1, max=MAX_SIDE)
+    width: int = Input(512, min=1, max=MAX_SIDE, description="width in pixels")
+    height: int = Input(512, min=1, max=MAX_SIDE, description="height in pixels")
     color: str = Input("#000000", description="#rrggbb, #rrggbbaa or a colour name")
 
     class Outputs(NodeOutputs):
@@ -375,11 +384,11 @@ class Solid(Node):
         return self.Outputs(image=PILImage.new(mode, (self.width, self.height), rgb))
 
 
-@node("image.Info", category="image")
+@node("image.Info", category="image", display_name="Image Info")
 class Info(Node):
     """An image's size and colour mode."""
 
-    image: Image = Input()
+    image: Image = Input(description="the picture to describe")
 
     class Outputs(NodeOutputs):
         width: int

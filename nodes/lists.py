@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.sdk import AnyValue, Input, Json, Node, NodeContext, NodeOutputs, Output, node
+from nodes.primitive import INT_LIMIT
 
 # A range longer than this is almost certainly a mistake (a swapped start and stop).
 MAX_RANGE = 100_000
@@ -25,7 +26,7 @@ def _step_problem(inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
     return [("step", "step must not be 0")] if inputs.get("step") == 0 else []
 
 
-@node("lists.Range", category="lists")
+@node("lists.Range", category="lists", display_name="Range")
 class Range(Node):
     """Whole numbers from start up to (not including) stop, like Python's ``range``.
 
@@ -33,9 +34,11 @@ class Range(Node):
     as one JSON list, for nodes that work on the whole list (``lists.Sum``).
     """
 
-    start: int = Input(0)
-    stop: int = Input(10)
-    step: int = Input(1, description="may be negative; never 0")
+    start: int = Input(0, min=-INT_LIMIT, max=INT_LIMIT, description="the first number")
+    stop: int = Input(10, min=-INT_LIMIT, max=INT_LIMIT,
+                      description="where to stop (not included)")
+    step: int = Input(1, min=-INT_LIMIT, max=INT_LIMIT,
+                      description="may be negative; never 0")
 
     class Outputs(NodeOutputs):
         items: list[int] = Output(type="INT", is_list=True,
@@ -58,7 +61,7 @@ class Range(Node):
         return self.Outputs(items=values, values=list(values), count=len(values))
 
 
-@node("lists.Length", category="lists")
+@node("lists.Length", category="lists", display_name="List Length")
 class Length(Node):
     """The number of items in a JSON list (or keys in an object)."""
 
@@ -74,12 +77,13 @@ class Length(Node):
         return self.Outputs(length=len(self.items))
 
 
-@node("lists.Get", category="lists")
+@node("lists.Get", category="lists", display_name="Get List Item")
 class Get(Node):
     """The item at a position (0 is the first, -1 the last)."""
 
     items: Json = Input(description="a JSON list")
-    index: int = Input(0)
+    index: int = Input(0, min=-INT_LIMIT, max=INT_LIMIT,
+                       description="position; negative counts from the end")
 
     class Outputs(NodeOutputs):
         value: AnyValue
@@ -92,7 +96,7 @@ class Get(Node):
         return self.Outputs(value=items[self.index])
 
 
-@node("lists.Slice", category="lists")
+@node("lists.Slice", category="lists", display_name="Slice List")
 class Slice(Node):
     """Part of a list, as Python's ``items[start:stop:step]``.
 
@@ -101,9 +105,11 @@ class Slice(Node):
     """
 
     items: Json = Input(description="a JSON list")
-    start: int | None = Input(optional=True, description="empty: from the first")
-    stop: int | None = Input(optional=True, description="empty: to the end")
-    step: int = Input(1, description="never 0; -1 reverses")
+    start: int | None = Input(optional=True, min=-INT_LIMIT, max=INT_LIMIT,
+                              description="empty: from the first")
+    stop: int | None = Input(optional=True, min=-INT_LIMIT, max=INT_LIMIT,
+                             description="empty: to the end")
+    step: int = Input(1, min=-INT_LIMIT, max=INT_LIMIT, description="never 0; -1 reverses")
 
     class Outputs(NodeOutputs):
         items: Json
@@ -118,7 +124,7 @@ class Slice(Node):
         return self.Outputs(items=_need_list(self.items)[self.start:self.stop:self.step])
 
 
-@node("lists.Append", category="lists")
+@node("lists.Append", category="lists", display_name="Append to List")
 class Append(Node):
     """A new list with one more item at the end (the input list is not changed)."""
 
@@ -132,7 +138,7 @@ class Append(Node):
         return self.Outputs(items=[*_need_list(self.items), self.value])
 
 
-@node("lists.Sum", category="lists")
+@node("lists.Sum", category="lists", display_name="Sum of List")
 class Sum(Node):
     """The sum of a list of numbers (0 for an empty list)."""
 
@@ -150,7 +156,7 @@ class Sum(Node):
         return self.Outputs(total=float(sum(items)))
 
 
-@node("lists.Sort", category="lists")
+@node("lists.Sort", category="lists", display_name="Sort List")
 class Sort(Node):
     """Sort numbers or texts; with ``key``, sort JSON objects by that field."""
 

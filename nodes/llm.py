@@ -18,6 +18,7 @@ from engine.sdk import (
     read_capped,
     request_url,
 )
+from nodes.primitive import INT_LIMIT
 
 _ROLES = ("system", "user", "assistant", "tool")
 
@@ -35,7 +36,7 @@ def _check_messages(messages: Any) -> list[dict[str, str]]:
     return clean
 
 
-@node("llm.Messages", category="llm")
+@node("llm.Messages", category="llm", display_name="Chat Messages")
 class BuildMessages(Node):
     """The chat messages for a model: system prompt, earlier turns, then the new message."""
 
@@ -56,10 +57,11 @@ class BuildMessages(Node):
 
 class _ChatInputs(Node):
     messages: Messages = Input(description="the conversation, oldest first")
-    temperature: float = Input(0.7, min=0.0, max=2.0)
-    max_tokens: int = Input(256, min=1, max=32768)
+    temperature: float = Input(0.7, min=0.0, max=2.0, step=0.05,
+                               description="0: always the likeliest words; higher: more varied")
+    max_tokens: int = Input(256, min=1, max=32768, description="the longest reply, in tokens")
     stop: Json = Input([], description="strings that end the reply")
-    seed: int = Input(-1, min=-1, description="-1: random")
+    seed: int = Input(-1, min=-1, max=INT_LIMIT, description="-1: random")
 
     class Outputs(NodeOutputs):
         text: str
@@ -81,12 +83,15 @@ class _ChatInputs(Node):
         return self.stop
 
 
-@node("llm.Chat", category="llm", model_kind="llm")
+@node("llm.Chat", category="llm", display_name="Chat (Local Model)", model_kind="llm")
 class Chat(_ChatInputs):
-    """Reply with a local chat model (GGUF or transformers) on its resident model host;
-    tokens stream out as progress events."""
+    """Reply with a local chat model (GGUF or transformers) on its resident model host.
 
-    model: str = Input("", description="model id; empty picks the installed default")
+    Tokens stream out as progress events.
+    """
+
+    model: str = Input("", options_from="models:llm",
+                       description="model id; empty picks the installed default")
 
     def run(self, ctx: NodeContext) -> _ChatInputs.Outputs:
         messages = _check_messages(self.messages)
@@ -120,7 +125,8 @@ def _provider_message(response: Any) -> str:
     return f": {message[:200]}" if isinstance(message, str) and message else ""
 
 
-@node("llm.ChatRemote", category="llm", idempotent=False)  # a provider may bill each call
+# idempotent=False: a provider may bill each call.
+@node("llm.ChatRemote", category="llm", display_name="Chat (Remote API)", idempotent=False)
 class ChatRemote(_ChatInputs):
     """Reply with an OpenAI-compatible provider (Ollama, vLLM, LM Studio, OpenAI, ...)."""
 
@@ -128,7 +134,8 @@ class ChatRemote(_ChatInputs):
     api_key: str = Input("", description="sent as a Bearer token when set")
     model: str = Input(description="the provider's model name")
     provider: str = Input("openai_compat", description="a label used in error messages")
-    timeout: float = Input(120.0, min=1, max=3600)
+    timeout: float = Input(120.0, min=1, max=3600, step=1,
+                           description="seconds to wait for the provider")
 
     def run(self, ctx: NodeContext) -> _ChatInputs.Outputs:
         url = self.base_url.rstrip("/") + "/chat/completions"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.sdk import AnyValue, Input, Json, Node, NodeContext, NodeOutputs, node
+from nodes.primitive import INT_LIMIT
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt,
@@ -28,13 +29,13 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-@node("logic.Compare", category="logic")
+@node("logic.Compare", category="logic", display_name="Compare")
 class Compare(Node):
     """Compare two numbers or two texts; ``==`` and ``!=`` also work across kinds."""
 
     a: AnyValue = Input(0, description="a number or a text")
     b: AnyValue = Input(0, description="a number or a text")
-    op: str = Input("==", choices=list(_OPERATORS))
+    op: str = Input("==", choices=list(_OPERATORS), description="a <op> b")
 
     class Outputs(NodeOutputs):
         result: bool
@@ -48,12 +49,12 @@ class Compare(Node):
         return self.Outputs(result=bool(result))
 
 
-@node("logic.And", category="logic")
+@node("logic.And", category="logic", display_name="And")
 class And(Node):
     """True when both a and b are true."""
 
-    a: bool = Input(False)
-    b: bool = Input(False)
+    a: bool = Input(False, description="first condition")
+    b: bool = Input(False, description="second condition")
 
     class Outputs(NodeOutputs):
         result: bool
@@ -62,12 +63,12 @@ class And(Node):
         return self.Outputs(result=bool(self.a and self.b))
 
 
-@node("logic.Or", category="logic")
+@node("logic.Or", category="logic", display_name="Or")
 class Or(Node):
     """True when a or b (or both) is true."""
 
-    a: bool = Input(False)
-    b: bool = Input(False)
+    a: bool = Input(False, description="first condition")
+    b: bool = Input(False, description="second condition")
 
     class Outputs(NodeOutputs):
         result: bool
@@ -76,11 +77,11 @@ class Or(Node):
         return self.Outputs(result=bool(self.a or self.b))
 
 
-@node("logic.Not", category="logic")
+@node("logic.Not", category="logic", display_name="Not")
 class Not(Node):
-    """The opposite of value."""
+    """The opposite of a condition: true when value is false."""
 
-    value: bool = Input(False)
+    value: bool = Input(False, description="the condition to negate")
 
     class Outputs(NodeOutputs):
         result: bool
@@ -89,11 +90,11 @@ class Not(Node):
         return self.Outputs(result=not self.value)
 
 
-@node("logic.Switch", category="logic")
+@node("logic.Switch", category="logic", display_name="Switch")
 class Switch(Node):
     """Pass on ``on_true`` when the condition holds, otherwise ``on_false``."""
 
-    condition: bool = Input(False)
+    condition: bool = Input(False, description="which value to pass on")
     on_true: AnyValue = Input(description="the value when condition is true")
     on_false: AnyValue = Input(description="the value when condition is false")
 
@@ -104,11 +105,12 @@ class Switch(Node):
         return self.Outputs(value=self.on_true if self.condition else self.on_false)
 
 
-@node("logic.Select", category="logic")
+@node("logic.Select", category="logic", display_name="Select by Index")
 class Select(Node):
     """Pick one of a JSON list of options by position (0 is the first, -1 the last)."""
 
-    index: int = Input(0)
+    index: int = Input(0, min=-INT_LIMIT, max=INT_LIMIT,
+                       description="position in options; negative counts from the end")
     options: Json = Input(description="a JSON list of values to choose from")
 
     class Outputs(NodeOutputs):

@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from engine.sdk import ALWAYS, Input, Node, NodeContext, NodeOutputs, node
+from nodes.primitive import FLOAT_LIMIT, FLOAT_STEP
 
 # Enough digits for any finite float (at most 309 before the point) with 15 decimals.
 _DECIMALS = Context(prec=400)
@@ -36,6 +37,13 @@ def _power(base: float, exponent: float) -> float:
         raise ValueError(f"{base:g} ** {exponent:g} is not a real number") from exc
 
 
+def number(default: float, description: str = "") -> float:
+    """A FLOAT input that takes any finite value (the editor needs the bounds stated)."""
+    result: float = Input(default, min=-FLOAT_LIMIT, max=FLOAT_LIMIT, step=FLOAT_STEP,
+                          description=description)
+    return result
+
+
 def _divide(a: float, b: float, op: Callable[[float, float], float] = operator.truediv) -> float:
     if b == 0:
         raise ValueError(f"division by zero: cannot divide {a:g} by 0")
@@ -45,8 +53,8 @@ def _divide(a: float, b: float, op: Callable[[float, float], float] = operator.t
 class _Binary(Node):
     """Shared shape of the two-operand nodes: ``a``, ``b`` in, ``result`` out."""
 
-    a: float = Input(0.0)
-    b: float = Input(0.0)
+    a: float = number(0.0, "first operand")
+    b: float = number(0.0, "second operand")
 
     class Outputs(NodeOutputs):
         result: float
@@ -58,53 +66,59 @@ class _Binary(Node):
         return self.Outputs(result=_finite(self.compute(), f"{type(self).__name__} result"))
 
 
-@node("math.Add", category="math")
+@node("math.Add", category="math", display_name="Add")
 class Add(_Binary):
-    """a + b."""
+    """Add two numbers: a + b."""
 
     def compute(self) -> float:
         return self.a + self.b
 
 
-@node("math.Subtract", category="math")
+@node("math.Subtract", category="math", display_name="Subtract")
 class Subtract(_Binary):
-    """a - b."""
+    """Subtract b from a: a - b."""
 
     def compute(self) -> float:
         return self.a - self.b
 
 
-@node("math.Multiply", category="math")
+@node("math.Multiply", category="math", display_name="Multiply")
 class Multiply(_Binary):
-    """a × b."""
+    """Multiply two numbers: a × b."""
 
-    b: float = Input(1.0)
+    b: float = number(1.0, "second operand")
 
     def compute(self) -> float:
         return self.a * self.b
 
 
-@node("math.Divide", category="math")
+@node("math.Divide", category="math", display_name="Divide")
 class Divide(_Binary):
-    """a ÷ b; dividing by zero fails the node rather than producing infinity."""
+    """Divide a by b: a ÷ b.
 
-    b: float = Input(1.0)
+    Dividing by zero fails the node rather than producing infinity.
+    """
+
+    b: float = number(1.0, "the divisor; never 0")
 
     def compute(self) -> float:
         return _divide(self.a, self.b)
 
 
-@node("math.Power", category="math")
+@node("math.Power", category="math", display_name="Power")
 class Power(_Binary):
-    """a raised to the power b (real results only: (-8) ** 0.5 fails)."""
+    """Raise a to the power b: a ** b.
 
-    b: float = Input(1.0)
+    Real results only: (-8) ** 0.5 fails.
+    """
+
+    b: float = number(1.0, "the exponent")
 
     def compute(self) -> float:
         return _power(self.a, self.b)
 
 
-@node("math.Min", category="math")
+@node("math.Min", category="math", display_name="Minimum")
 class Min(_Binary):
     """The smaller of a and b."""
 
@@ -112,7 +126,7 @@ class Min(_Binary):
         return min(self.a, self.b)
 
 
-@node("math.Max", category="math")
+@node("math.Max", category="math", display_name="Maximum")
 class Max(_Binary):
     """The larger of a and b."""
 
@@ -120,13 +134,16 @@ class Max(_Binary):
         return max(self.a, self.b)
 
 
-@node("math.Clamp", category="math")
+@node("math.Clamp", category="math", display_name="Clamp")
 class Clamp(Node):
-    """Keep a value within [low, high]: a guard before a node with a narrower range."""
+    """Keep a value within [low, high].
 
-    value: float = Input(0.0)
-    low: float = Input(0.0)
-    high: float = Input(1.0)
+    A guard before a node whose input has a narrower range.
+    """
+
+    value: float = number(0.0, "the number to keep in range")
+    low: float = number(0.0, "the smallest result")
+    high: float = number(1.0, "the largest result")
 
     class Outputs(NodeOutputs):
         result: float
@@ -144,14 +161,14 @@ class Clamp(Node):
         return self.Outputs(result=float(min(max(self.value, self.low), self.high)))
 
 
-@node("math.Round", category="math")
+@node("math.Round", category="math", display_name="Round")
 class Round(Node):
     """Round to ``digits`` decimals, halves away from zero (2.5 → 3, as people expect).
 
     ``integer`` is the value rounded to a whole number, for INT inputs such as sizes.
     """
 
-    value: float = Input(0.0)
+    value: float = number(0.0, "the number to round")
     digits: int = Input(0, min=-10, max=15, description="decimals; negative rounds to tens...")
 
     class Outputs(NodeOutputs):
@@ -251,7 +268,7 @@ def _evaluate(item: ast.AST, variables: dict[str, float]) -> float:
     return float(function(*(_evaluate(arg, variables) for arg in item.args)))
 
 
-@node("math.Expression", category="math")
+@node("math.Expression", category="math", display_name="Math Expression")
 class Expression(Node):
     """Evaluate an arithmetic formula over a, b and c, e.g. ``(a + b) * c / 2``.
 
@@ -261,9 +278,9 @@ class Expression(Node):
     """
 
     expression: str = Input("a + b", description="formula over a, b and c")
-    a: float = Input(0.0)
-    b: float = Input(0.0)
-    c: float = Input(0.0)
+    a: float = number(0.0, "variable a")
+    b: float = number(0.0, "variable b")
+    c: float = number(0.0, "variable c")
 
     class Outputs(NodeOutputs):
         result: float
@@ -290,7 +307,7 @@ class Expression(Node):
 
 # -- math.Random ------------------------------------------------------------------------
 
-@node("math.Random", category="math")
+@node("math.Random", category="math", display_name="Random Number")
 class Random(Node):
     """A uniform random number between low and high.
 
@@ -299,8 +316,8 @@ class Random(Node):
     """
 
     seed: int = Input(-1, min=-1, max=2**63 - 1, description="-1: a new random seed each run")
-    low: float = Input(0.0)
-    high: float = Input(1.0)
+    low: float = number(0.0, "the smallest value")
+    high: float = number(1.0, "the largest value")
 
     class Outputs(NodeOutputs):
         value: float

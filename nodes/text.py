@@ -39,7 +39,7 @@ class _NamedFormatter(string.Formatter):
 _FORMATTER = _NamedFormatter()
 
 
-@node("text.Template", category="text")
+@node("text.Template", category="text", display_name="Text Template")
 class Template(Node):
     """Fill ``{name}`` placeholders from a JSON object; ``{{`` and ``}}`` are literal braces.
 
@@ -73,12 +73,12 @@ class Template(Node):
         return self.Outputs(text=text)
 
 
-@node("text.Concat", category="text")
+@node("text.Concat", category="text", display_name="Concatenate Texts")
 class Concat(Node):
     """Join two texts with a separator (empty by default)."""
 
-    a: str = Input("", description="first text")
-    b: str = Input("", description="second text")
+    a: str = Input("", multiline=True, description="first text")
+    b: str = Input("", multiline=True, description="second text")
     separator: str = Input("", description="put between a and b")
 
     class Outputs(NodeOutputs):
@@ -88,11 +88,11 @@ class Concat(Node):
         return self.Outputs(text=f"{self.a}{self.separator}{self.b}")
 
 
-@node("text.Split", category="text")
+@node("text.Split", category="text", display_name="Split Text")
 class Split(Node):
     """Split text into a JSON list of parts; an empty separator splits on any whitespace."""
 
-    text: str = Input("", multiline=True)
+    text: str = Input("", multiline=True, description="the text to split")
     separator: str = Input(",", description="empty: split on runs of whitespace")
     strip: bool = Input(True, description="trim whitespace around each part, drop empty ones")
 
@@ -107,12 +107,12 @@ class Split(Node):
         return self.Outputs(parts=parts, count=len(parts))
 
 
-@node("text.Join", category="text")
+@node("text.Join", category="text", display_name="Join List into Text")
 class Join(Node):
     """Join a JSON list into one text; items that are not text are written with ``str``."""
 
     items: Json = Input(description="a JSON list")
-    separator: str = Input(", ")
+    separator: str = Input(", ", description="put between the items")
 
     class Outputs(NodeOutputs):
         text: str
@@ -146,7 +146,7 @@ def _match_json(match: re.Match[str] | None) -> dict[str, Any] | None:
             "named": match.groupdict(), "start": match.start(), "end": match.end()}
 
 
-@node("text.Regex", category="text")
+@node("text.Regex", category="text", display_name="Regular Expression")
 class Regex(Node):
     """Search, match, find all or substitute with a regular expression.
 
@@ -157,10 +157,10 @@ class Regex(Node):
     """
 
     pattern: str = Input(description="a Python regular expression")
-    text: str = Input("", multiline=True)
+    text: str = Input("", multiline=True, description="the text to search")
     mode: str = Input("search", choices=["search", "findall", "sub", "match"])
     replacement: str = Input("", description="used by mode 'sub'")
-    ignore_case: bool = Input(False)
+    ignore_case: bool = Input(False, description="match upper and lower case alike")
 
     class Outputs(NodeOutputs):
         result: Json
@@ -193,11 +193,11 @@ class Regex(Node):
         return self.Outputs(result=_match_json(match), matched=match is not None)
 
 
-@node("text.JsonParse", category="text")
+@node("text.JsonParse", category="text/json", display_name="Parse JSON")
 class JsonParse(Node):
     """Parse JSON text (a model's reply, a file's contents) into a JSON value."""
 
-    text: str = Input(multiline=True)
+    text: str = Input(multiline=True, description="JSON text")
 
     class Outputs(NodeOutputs):
         value: Json
@@ -211,13 +211,13 @@ class JsonParse(Node):
         return self.Outputs(value=value)
 
 
-@node("text.JsonFormat", category="text")
+@node("text.JsonFormat", category="text/json", display_name="Format JSON")
 class JsonFormat(Node):
     """Write a JSON value as text; indent 0 writes it on one line."""
 
     value: Json = Input(description="any JSON value")
-    indent: int = Input(2, min=0, max=8)
-    sort_keys: bool = Input(False)
+    indent: int = Input(2, min=0, max=8, description="spaces per level; 0: one line")
+    sort_keys: bool = Input(False, description="write object keys in sorted order")
 
     class Outputs(NodeOutputs):
         text: str
@@ -231,11 +231,11 @@ class JsonFormat(Node):
         return self.Outputs(text=text)
 
 
-@node("text.Length", category="text")
+@node("text.Length", category="text", display_name="Text Length")
 class Length(Node):
     """The number of characters in a text."""
 
-    text: str = Input("", multiline=True)
+    text: str = Input("", multiline=True, description="the text to measure")
 
     class Outputs(NodeOutputs):
         length: int
@@ -244,11 +244,11 @@ class Length(Node):
         return self.Outputs(length=len(self.text))
 
 
-@node("text.Case", category="text")
+@node("text.Case", category="text", display_name="Change Case")
 class Case(Node):
     """Change letter case: upper, lower or title."""
 
-    text: str = Input("", multiline=True)
+    text: str = Input("", multiline=True, description="the text to change")
     mode: str = Input("lower", choices=["upper", "lower", "title"])
 
     class Outputs(NodeOutputs):

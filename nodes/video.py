@@ -66,11 +66,13 @@ def _sides_of_eight(inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
             if isinstance(inputs.get(side), int) and inputs[side] % 8]
 
 
-@node("video.ImageToVideo", category="video", model_kind="video")
+@node("video.ImageToVideo", category="video/generate", display_name="Image to Video",
+      model_kind="video")
 class ImageToVideo(Node):
-    """Animate a still into a short clip with an image-to-video model (Stable Video
-    Diffusion) on its host; reports every denoising step. Seed -1 picks one at random
-    and reports it.
+    """Animate a still into a short clip with an image-to-video model.
+
+    The model (Stable Video Diffusion) runs on its host and reports every denoising step.
+    Seed -1 picks one at random and reports it.
 
     ``motion_strength`` sets how much moves (for SVD: 1.0 is its default motion bucket
     127). Without a video model installed, a camera move (``motion``) over the still is
@@ -78,27 +80,28 @@ class ImageToVideo(Node):
     """
 
     image: Image = Input(description="the still to animate (the clip's first frame)")
-    frames: int = Input(14, min=2, max=64)
-    fps: int = Input(7, min=1, max=60)
+    frames: int = Input(14, min=2, max=64, description="the clip's length in frames")
+    fps: int = Input(7, min=1, max=60, description="frames per second")
     width: int = Input(0, min=0, max=MAX_SIDE, step=8,
                        description="0: from the image (aspect kept, multiple of 8)")
     height: int = Input(0, min=0, max=MAX_SIDE, step=8,
                         description="0: from the image (aspect kept, multiple of 8)")
-    steps: int = Input(20, min=1, max=100)
-    cfg: float = Input(2.5, min=0.0, max=20.0,
+    steps: int = Input(20, min=1, max=100, description="denoising steps")
+    cfg: float = Input(2.5, min=0.0, max=20.0, step=0.1,
                        description="guidance on the last frame (SVD ramps up from 1)")
-    seed: int = Input(-1, min=-1, max=SEED_MAX)
+    seed: int = Input(-1, min=-1, max=SEED_MAX, description="-1: random")
     motion: str = Input("zoom_in", choices=list(MOTIONS),
                         description="camera move when no video model is installed")
     motion_strength: float = Input(1.0, min=0.0, max=3.0, step=0.05,
                                    description="how much moves; 1 is the model's default")
-    model: str = Input("", description="video model id; empty picks the installed default")
+    model: str = Input("", options_from="models:video",
+                       description="video model id; empty picks the installed default")
 
     class Outputs(NodeOutputs):
         frames: Frames = Output(type=FRAMES, description="the clip, as one list of images")
-        seed: int
+        seed: int = Output(description="the seed used")
         renderer: str = Output(description="the model id, or motion:<motion> without one")
-        fps: int
+        fps: int = Output(description="frames per second")
 
     @classmethod
     def fingerprint(cls, inputs: dict[str, Any]) -> Any:
@@ -152,17 +155,18 @@ def _stream_clip(ctx: NodeContext, handle: Any, **call: Any) -> dict[str, Any]:
     return final
 
 
-@node("video.Save", category="video", output_node=True)
+@node("video.Save", category="video", display_name="Save Video", output_node=True)
 class Save(Node):
-    """Store a clip in the file store as an MP4 (H.264, plays everywhere) and an animated
-    WebP (loops, shows like a picture), and show it.
+    """Store a clip in the file store as an MP4 and an animated WebP, and show it.
+
+    The MP4 is H.264 (plays everywhere); the WebP loops and shows like a picture.
 
     MP4 needs even sides: an odd width or height gains one line, a copy of the last.
     ``width``/``height`` are the MP4's.
     """
 
     frames: Frames = Input(description="the clip (video.ImageToVideo's frames)")
-    fps: int = Input(7, min=1, max=60)
+    fps: int = Input(7, min=1, max=60, description="frames per second")
 
     class Outputs(NodeOutputs):
         video: str = Output(description="file id of the MP4")
