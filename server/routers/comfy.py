@@ -229,7 +229,7 @@ async def interrupt(request: Request, state: State) -> dict[str, Any]:
 
 @router.get("/object_info")
 def object_info(state: State) -> dict[str, Any]:
-    return {spec.type: comfy.object_info(spec) for spec in state.registry.specs()}
+    return comfy.object_infos(state.registry.specs(), state.model_store, state.settings.input_dir)
 
 
 @router.get("/object_info/{node_class}")
@@ -237,7 +237,7 @@ def object_info_of(node_class: str, state: State) -> dict[str, Any]:
     definition = state.registry.get(node_class)
     if definition is None:
         raise ApiError(404, "node_type_not_found", f"there is no node class '{node_class}'")
-    return {node_class: comfy.object_info(definition.spec)}
+    return comfy.object_infos([definition.spec], state.model_store, state.settings.input_dir)
 
 
 @router.get("/system_stats")

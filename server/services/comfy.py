@@ -6,11 +6,16 @@ Shapes follow COMFY-COMPAT.md (observed on ComfyUI 0.3.64); where ComfyUI misrep
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from engine.errors import ValidationIssue
 from engine.events import Event
+from engine.models.store import ModelStore
 from engine.spec import InputSpec, NodeSpec
 from server.services.runs import RunRecord
 
@@ -29,30 +34,111 @@ def now_ms() -> int:
 
 # -- /object_info -----------------------------------------------------------------------
 
-def _input_entry(spec: InputSpec) -> list[Any]:
-    options: dict[str, Any] = {}
+# The frontend clamps a number widget declared without bounds to [0, 2048] and rounds a
+# FLOAT without a step to one decimal. An SDK node's number without bounds takes any
+# value, so object_info says so (ComfyUI's own packs are shown as they declare).
+_OPEN_NUMBER = {"INT": {"min": -sys.maxsize, "max": sys.maxsize},
+                "FLOAT": {"min": -sys.float_info.max, "max": sys.float_info.max,
+                          "step": 0.001}}
+# What the input folder lists for image.Load (engine.pictures reads these formats).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif",
+                            ".tiff"})
+# Files listed at most: a huge input folder must not make every editor load slow.
+MAX_LISTED_FILES = 10_000
+
+
+def input_images(folder: Path) -> list[str]:
+    """The pictures under ``folder`` as sorted relative paths with ``/`` (``sub/a.png``), as
+    ComfyUI's LoadImage lists its input folder; hidden entries and symlinks are left out."""
+    found: list[str] = []
+    if not folder.is_dir():
+        return found
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(root)
+        for name in files:
+            path = base / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES \
+                    or path.is_symlink():
+                continue
+            found.append(path.relative_to(folder).as_posix())
+            if len(found) >= MAX_LISTED_FILES:
+                return sorted(found)
+    return sorted(found)
+
+
+def input_options(specs: Iterable[NodeSpec], model_store: ModelStore,
+                  input_dir: Path) -> dict[str, list[str]]:
+    """The values behind each ``options_from`` the specs use, computed once per request:
+    ``models:<kind>[,<kind>]`` lists installed model ids (kind by kind), ``input_images``
+    the pictures in the input folder."""
+    sources = {item.options_from for spec in specs for item in spec.inputs
+               if item.options_from}
+    models = model_store.list() if any(s.startswith("models:") for s in sources) else []
+    options: dict[str, list[str]] = {}
+    for source in sources:
+        if source == "input_images":
+            options[source] = input_images(input_dir)
+        elif source.startswith("models:"):
+            kinds = source.removeprefix("models:").split(",")
+            options[source] = [m.id for kind in kinds for m in models if m.kind == kind]
+    return options
+
+
+def object_infos(specs: Iterable[NodeSpec], model_store: ModelStore,
+                 input_dir: Path) -> dict[str, dict[str, Any]]:
+    """GET /object_info: every spec, with the open choices as they are right now."""
+    specs = list(specs)
+    options = input_options(specs, model_store, input_dir)
+    return {spec.type: object_info(spec, options) for spec in specs}
+
+
+def _offered(spec: InputSpec, listed: list[str]) -> list[Any]:
+    """An open combo's entries: the default ("" = the installed default model), the fixed
+    suggestions, then what is installed, each once."""
+    entries = [] if spec.default is None else [spec.default]
+    for value in [*(spec.suggestions or ()), *listed]:
+        if value not in entries:
+            entries.append(value)
+    return entries
+
+
+def _input_entry(spec: InputSpec, api: str,
+                 options: dict[str, list[str]] | None) -> list[Any]:
+    widget: dict[str, Any] = {}
     if spec.default is not None:
-        options["default"] = spec.default
+        widget["default"] = spec.default
     for key in ("min", "max", "step"):
         value = getattr(spec, key)
         if value is not None:
-            options[key] = value
+            widget[key] = value
+    if api == "homepilot" and spec.choices is None and not spec.link_only:
+        for key, value in _OPEN_NUMBER.get(spec.type, {}).items():
+            widget.setdefault(key, value)
     if spec.multiline:
-        options["multiline"] = True
+        widget["multiline"] = True
     if spec.link_only:
-        options["forceInput"] = True
+        widget["forceInput"] = True
     if spec.description:
-        options["tooltip"] = spec.description
+        widget["tooltip"] = spec.description
     if spec.choices is not None:
-        return [list(spec.choices), options] if options else [list(spec.choices)]
-    return [spec.type, options] if options else [spec.type]
+        return [list(spec.choices), widget] if widget else [list(spec.choices)]
+    if spec.options_from is not None and options is not None and not spec.link_only:
+        # ComfyUI's LoadImage shape: the list in the type position, the upload button
+        # asked for in the options (frontend 1.58 reads it from V1 and "COMBO" specs).
+        if spec.options_from == "input_images":
+            widget["image_upload"] = True
+        return [_offered(spec, options.get(spec.options_from, [])), widget]
+    return [spec.type, widget] if widget else [spec.type]
 
 
-def object_info(spec: NodeSpec) -> dict[str, Any]:
+def object_info(spec: NodeSpec, options: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """One node class as ComfyUI describes it. ``options`` (from ``input_options``) turns
+    inputs with ``options_from`` into combos; without it they stay plain text widgets."""
     groups: dict[str, dict[str, Any]] = {"required": {}, "optional": {}, "hidden": {}}
     for item in spec.inputs:
         groups[item.kind][item.name] = (item.type if item.kind == "hidden"
-                                        else _input_entry(item))
+                                        else _input_entry(item, spec.api, options))
     inputs = {kind: entries for kind, entries in groups.items() if entries or kind == "required"}
     info = {
         "input": inputs,
