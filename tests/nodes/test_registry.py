@@ -52,7 +52,7 @@ def test_every_spec_dumps_to_json_and_reads_back(registry: Registry) -> None:
 def test_every_starter_node_is_described_in_its_domain(registry: Registry,
                                                        type_id: str) -> None:
     spec = registry.get(type_id).spec
-    assert spec.description and spec.category == type_id.split(".")[0]
+    assert spec.description and spec.category.split("/")[0] == type_id.split(".")[0]
     assert spec.source == "builtin" and spec.outputs
 
 
