@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     def input_dir(self) -> Path:
         return self.home / "input"
 
+    @property
+    def user_dir(self) -> Path:
+        """The visual editor's per-user files (workflows, keybindings, ...)."""
+        return self.home / "user"
+
+    @property
+    def user_graphs_dir(self) -> Path:
+        """Graphs users made (saved from the editor, or written by hand): ``user/<name>``."""
+        return self.home / "graphs"
+
     def extra_read_dirs(self) -> list[Path]:
         return [Path(os.path.expanduser(p)) for p in self.read_dirs.split(os.pathsep) if p]
 

@@ -16,7 +16,7 @@ from engine.files import FileStore
 from engine.models.store import ModelStore
 from engine.registry import Registry
 from engine.settings import Settings, get_settings
-from server import errors
+from server import editor, errors
 from server.auth import ApiKeyGuard
 from server.bodylimit import BodyLimit
 from server.crosssite import CrossSiteGuard
@@ -48,6 +48,7 @@ from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
 from server.storage.edit_sessions import EditSessions
+from server.storage.editor_settings import EditorSettings
 from server.storage.expiring import ExpiringFiles
 from server.storage.journal import RunJournal
 from server.storage.preferences import Preferences
@@ -105,7 +106,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                      api_keys=ApiKeys(db, SecretBox(settings.home / "secret.key")),
                      edit_sessions=EditSessions(db), preferences=Preferences(db),
                      references=references,
-                     expiring=ExpiringFiles(db, store, references), loop_lag=LoopLag())
+                     expiring=ExpiringFiles(db, store, references), loop_lag=LoopLag(),
+                     editor_settings=EditorSettings(db))
     pack_routes = PackRoutes()
 
     @asynccontextmanager
@@ -147,5 +149,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     for module in (health, core, chat, conversations, uploads, settings_routes, presets, graphs,
                    comfy, files, openai, enhance, edit_sessions):
         app.include_router(module.router, responses=errors.RESPONSES)
+    editor.mount(app)
     pack_routes.mount(app)
     return app

@@ -10,9 +10,11 @@ state-changing request (and every WebSocket handshake):
   of the configured CORS origins gets 403 — the check ComfyUI makes; ``Origin: null``
   (sandboxed frames, file pages) and ``Sec-Fetch-Site: cross-site`` without an Origin too;
 - a body must be JSON (or multipart, for uploads): ``text/plain`` and form encodings,
-  which browsers send cross-site without a preflight, get 415. ComfyUI's own API routes
-  also take the form encoding that Python's urllib puts on its example script's JSON,
-  but only from clients that are not browsers (no Origin, no Sec-Fetch headers).
+  which browsers send cross-site without a preflight, get 415 — unless the browser says
+  the request comes from this server's own page (the editor sends text/plain bodies).
+  ComfyUI's own API routes also take the form encoding that Python's urllib puts on its
+  example script's JSON, but only from clients that are not browsers (no Origin, no
+  Sec-Fetch headers).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ JSON_TYPES = ("application/json",)
 UPLOAD_TYPES = ("multipart/form-data",)
 # What urllib (ComfyUI's websockets_api_example.py) sends with a JSON body by default.
 SCRIPT_TYPES = ("application/x-www-form-urlencoded", "")
-COMFY_PATHS = {"/prompt", "/interrupt", "/queue", "/history", "/free"}
+COMFY_PATHS = {f"{base}{p}" for base in ("", "/api")
+               for p in ("/prompt", "/interrupt", "/queue", "/history", "/free")}
 
 
 def _origin_key(origin: str) -> tuple[str, str, int] | None:
@@ -57,7 +60,7 @@ class CrossSiteGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers") or []}
         refusal = self._cross_site(scope, headers)
-        if refusal is None and kind == "http":
+        if refusal is None and kind == "http" and not self._same_origin(scope, headers):
             refusal = self._content_type(scope, headers)
         if refusal is None:
             await self.app(scope, receive, send)
@@ -88,6 +91,17 @@ class CrossSiteGuard:
         return 403, "cross_site_request", (
             f"requests from {origin[:100]} are refused: only this server's own pages and the "
             "origins in HOMEPILOT_CORS_ORIGINS may change things here")
+
+    @staticmethod
+    def _same_origin(scope: dict[str, Any], headers: dict[str, str]) -> bool:
+        """A browser request from this server's own page (the editor posts settings and
+        workflows as text/plain): the browser vouches for it, pages cannot forge these."""
+        if headers.get("sec-fetch-site") == "same-origin":
+            return True
+        origin = headers.get("origin")
+        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        return origin is not None and _origin_key(origin) is not None and \
+            _origin_key(origin) == _origin_key(f"{scheme}://{headers.get('host', '')}")
 
     def _content_type(self, scope: dict[str, Any],
                       headers: dict[str, str]) -> tuple[int, str, str] | None:

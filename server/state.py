@@ -17,6 +17,7 @@ from server.storage.api_keys import ApiKeys
 from server.storage.conversations import Conversations
 from server.storage.database import Database
 from server.storage.edit_sessions import EditSessions
+from server.storage.editor_settings import EditorSettings
 from server.storage.expiring import ExpiringFiles
 from server.storage.preferences import Preferences
 from server.storage.references import FileReferences
@@ -40,3 +41,4 @@ class AppState:
     references: FileReferences
     expiring: ExpiringFiles
     loop_lag: LoopLag
+    editor_settings: EditorSettings

@@ -14,10 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.errors import GraphLoadError, GraphValidationError
 from engine.loader import graph_from_comfy
 from server.deps import State
+from server.editor.boot import FEATURE_FLAGS
 from server.errors import ApiError
 from server.services import comfy
+from server.services.nodestates import NodeStates, preview_frame
 from server.services.runs import RunRecord
 from server.state import AppState
+from server.version import VERSION
 
 router = APIRouter(tags=["comfyui"])
 
@@ -80,14 +83,44 @@ def _status_message(state: AppState, client_id: str | None = None) -> dict[str, 
 
 def _forwarder(state: AppState, holder: list[RunRecord], client_id: str | None) -> Any:
     """Turns a run's engine events into ComfyUI messages for the submitting client."""
+    board: list[NodeStates] = []
+
     def forward(event: Any) -> None:
         if not holder:
             return
+        if not board:
+            board.append(NodeStates(holder[0].run_id))
+        progress = board[0].update(event)
+        if event.type == "node_started" and progress is not None:
+            # The editor highlights a node from progress_state, before its 'executing'.
+            state.hub.send("progress_state", progress, client_id)
+            progress = None
         for kind, data in comfy.ws_messages(holder[0], event):
             state.hub.send(kind, data, client_id)
+        if progress is not None:
+            state.hub.send("progress_state", progress, client_id)
+        frame = preview_frame(event)
+        if frame is not None:
+            state.hub.send_bytes(frame, client_id)
         if event.type in ("run_finished", "run_failed", "run_cancelled"):
             state.hub.send("status", _status_message(state))
     return forward
+
+
+def needed_by(prompt: dict[str, Any], targets: list[str]) -> dict[str, Any]:
+    """The part of a prompt that the target nodes need (``partial_execution_targets``)."""
+    wanted: set[str] = set()
+    stack = [t for t in targets if t in prompt]
+    while stack:
+        node_id = stack.pop()
+        if node_id in wanted:
+            continue
+        wanted.add(node_id)
+        inputs = prompt[node_id].get("inputs") if isinstance(prompt[node_id], dict) else None
+        for value in (inputs or {}).values() if isinstance(inputs, dict) else ():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) in prompt:
+                stack.append(str(value[0]))
+    return {k: v for k, v in prompt.items() if k in wanted}
 
 
 @router.post("/prompt", response_model=PromptAccepted, openapi_extra=_json_request(PromptIn, True),
@@ -116,8 +149,19 @@ async def post_prompt(request: Request, state: State) -> Any:
     if state.runs.get(prompt_id) is not None:
         return JSONResponse(comfy.bad_body(f"prompt_id {prompt_id} is already used"),
                             status_code=400)
+    targets = body.get("partial_execution_targets")
+    if targets is not None:
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            return JSONResponse(comfy.bad_body("'partial_execution_targets' must be a list of "
+                                               "node ids"), status_code=400)
+        missing = [t for t in targets if t not in prompt]
+        if missing:
+            return JSONResponse(comfy.bad_body(f"partial_execution_targets names nodes the "
+                                               f"prompt does not have: {missing[:5]}"),
+                                status_code=400)
     try:
-        graph = graph_from_comfy(prompt, name="prompt")
+        graph = graph_from_comfy(needed_by(prompt, targets) if targets else prompt,
+                                 name="prompt")
     except GraphLoadError as exc:
         return JSONResponse(comfy.bad_body(str(exc)), status_code=400)
     holder: list[RunRecord] = []
@@ -245,10 +289,41 @@ def system_stats(state: State) -> dict[str, Any]:
     import platform
     import sys
 
+    import torch
+
+    # argv must be a list (the editor calls argv.includes); --disable-api-nodes keeps the
+    # editor from asking api.comfy.org for release notes.
     return {"system": {"os": platform.system().lower(), "python_version": sys.version,
-                       "embedded_python": False, "comfyui_version": "homepilot",
+                       "embedded_python": False, "comfyui_version": VERSION,
+                       "pytorch_version": torch.__version__,
+                       "argv": ["homepilot", "serve", "--disable-api-nodes"],
                        "ram_total": _meminfo("MemTotal"), "ram_free": _meminfo("MemAvailable")},
-            "devices": []}
+            "devices": _devices()}
+
+
+def _devices() -> list[dict[str, Any]]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return [{"name": "cpu", "type": "cpu", "index": None, "vram_total": 0, "vram_free": 0,
+                 "torch_vram_total": 0, "torch_vram_free": 0}]
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(index)
+        devices.append({"name": torch.cuda.get_device_name(index), "type": "cuda",
+                        "index": index, "vram_total": total, "vram_free": free,
+                        "torch_vram_total": total, "torch_vram_free": free})
+    return devices
+
+
+def _is_feature_flags(text: str | None) -> bool:
+    if not text or len(text) > 65536:
+        return False
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "feature_flags"
 
 
 def _meminfo(key: str) -> int:
@@ -271,14 +346,23 @@ async def socket(websocket: WebSocket, state: State, clientId: str | None = None
         await websocket.send_text(json.dumps({"type": "status",
                                               "data": _status_message(state, client_id)}))
         while True:
-            await websocket.send_text(await queue.get())
+            message = await queue.get()
+            if isinstance(message, bytes):
+                await websocket.send_bytes(message)
+            else:
+                await websocket.send_text(message)
 
     async def receive() -> None:
-        # Clients send nothing we act on; reading notices when they go away.
+        # The editor opens with its feature flags and waits for ours; nothing else a
+        # client sends is acted on. Reading also notices when the client goes away.
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if _is_feature_flags(message.get("text")):
+                flags = {**FEATURE_FLAGS,
+                         "max_upload_size": state.settings.max_upload_mb * 1024**2}
+                queue.put_nowait(json.dumps({"type": "feature_flags", "data": flags}))
 
     tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
     try:

@@ -16,7 +16,7 @@ from engine.loader import graph_from_data
 from engine.spec import NodeSpec
 from server.deps import State
 from server.errors import ApiError
-from server.services.graphs import graph_names, load_named
+from server.services.graphs import library_names, load_library
 from server.services.runs import RunRecord, stream, until_done
 from server.state import AppState
 from server.streaming import SSE_RESPONSES
@@ -122,9 +122,9 @@ def _journalled(state: AppState, run_id: str) -> RunView:
 @router.get("/graphs", response_model=list[GraphSummary])
 def list_graphs(state: State) -> list[GraphSummary]:
     summaries = []
-    for name in graph_names(state.graphs_dir):
+    for name in library_names(state.graphs_dir, state.settings.user_graphs_dir):
         try:
-            graph = load_named(state.graphs_dir, name)
+            graph = load_library(state.graphs_dir, state.settings.user_graphs_dir, name)
         except Exception:  # an unreadable file is listed by GET /graphs/{name}'s error
             continue
         summaries.append(GraphSummary(
@@ -141,12 +141,13 @@ def graph_runs_get(name: str) -> None:
 
 @router.post("/graphs/{name:path}/runs", response_model=RunView, status_code=201)
 async def run_named_graph(name: str, request: RunRequest, state: State) -> RunView:
-    return await _start(state, load_named(state.graphs_dir, name), request)
+    graph = load_library(state.graphs_dir, state.settings.user_graphs_dir, name)
+    return await _start(state, graph, request)
 
 
 @router.get("/graphs/{name:path}", response_model=Graph)
 def get_graph(name: str, state: State) -> Graph:
-    return load_named(state.graphs_dir, name)
+    return load_library(state.graphs_dir, state.settings.user_graphs_dir, name)
 
 
 @router.post("/graphs/validate", response_model=ValidateResponse)

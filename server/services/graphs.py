@@ -50,3 +50,19 @@ def load_named(root: Path, name: str) -> Graph:
         graph = graph.model_copy(update={"name": name})
     _loaded[path] = (stamp, graph)
     return graph
+
+
+# Graphs users made live in $HOMEPILOT_HOME/graphs and are named "user/<name>", so they
+# can never shadow a shipped graph (features load those by name).
+USER_PREFIX = "user/"
+
+
+def library_names(shipped: Path, users: Path) -> list[str]:
+    """Every runnable graph: the shipped ones, then the users'."""
+    return graph_names(shipped) + [USER_PREFIX + n for n in graph_names(users)]
+
+
+def load_library(shipped: Path, users: Path, name: str) -> Graph:
+    if name.startswith(USER_PREFIX):
+        return load_named(users, name.removeprefix(USER_PREFIX))
+    return load_named(shipped, name)

@@ -165,10 +165,14 @@ def test_this_servers_own_pages_configured_origins_and_scripts_still_work(make_a
                     {"Content-Type": "application/x-www-form-urlencoded"}):
         accepted = client.post("/prompt", content=body, headers=headers)
         assert accepted.status_code == 200, (headers, accepted.text)
-    # a browser sending urllib's form type is refused like any other form post
+    # a browser that does not say where a form post comes from is refused
     assert client.post("/prompt", content=body, headers={
         "Content-Type": "application/x-www-form-urlencoded",
-        "Origin": "http://testserver"}).status_code == 415
+        "Sec-Fetch-Mode": "navigate"}).status_code == 415
+    # this server's own page (the editor) may send its JSON as text/plain
+    assert client.post("/prompt", content=body, headers={
+        "Content-Type": "text/plain;charset=UTF-8", "Origin": "http://testserver",
+        "Sec-Fetch-Site": "same-origin"}).status_code == 200
 
 
 # -- 5. the API key: every method, headers only on HTTP, credentials only for named origins
