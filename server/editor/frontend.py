@@ -113,10 +113,10 @@ static_router = APIRouter(include_in_schema=False)
 static_router.add_api_route(BASE + "/{relative:path}", static_route, methods=["GET", "HEAD"])
 
 
-def root_picture(relative: str) -> FileResponse:
-    """The frontend names its progress favicons from the site root (/assets/images/...)."""
-    return static_file(static_root() / "assets" / "images", relative)
+def root_asset(relative: str) -> FileResponse:
+    """The frontend names its favicons from the site root (/assets/favicon.ico, and
+    /assets/images/favicon_progress_16x16/... while a run goes), as ComfyUI serves it."""
+    return static_file(static_root() / "assets", relative)
 
 
-static_router.add_api_route("/assets/images/{relative:path}", root_picture,
-                            methods=["GET", "HEAD"])
+static_router.add_api_route("/assets/{relative:path}", root_asset, methods=["GET", "HEAD"])

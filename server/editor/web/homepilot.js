@@ -1,6 +1,9 @@
-// HomePilot's extension to ComfyUI's frontend: nodes that show text (graph outputs,
-// primitive.Show, any node whose result carries `text`) display it on the node, the way
-// ComfyUI's own PreviewAny node does.
+// HomePilot's extension to ComfyUI's frontend:
+// - nodes that show text (graph outputs, primitive.Show, any node whose result carries
+//   `text`) display it on the node, the way ComfyUI's own PreviewAny node does;
+// - with nothing to restore, the editor opens HomePilot's imagine graph rather than
+//   ComfyUI's default graph, whose nodes HomePilot does not have.
+import { api } from "../../scripts/api.js";
 import { app } from "../../scripts/app.js";
 import {
   addTextPreviewWidgets,
@@ -8,6 +11,12 @@ import {
 } from "../../extensions/core/textPreviewWidgets.js";
 
 const SHOWS_TEXT = new Set(["graph.Output", "primitive.Show"]);
+const DEFAULT_WORKFLOW = "workflows/HomePilot/imagine.json";
+
+async function defaultWorkflow() {
+  const response = await api.fetchApi("/userdata/" + encodeURIComponent(DEFAULT_WORKFLOW));
+  return response.ok ? await response.json() : undefined;
+}
 
 function hasPreview(node) {
   return (node.widgets || []).some((w) => w.name === "preview_text");
@@ -18,6 +27,17 @@ function show(node, output) {
   if (!hasPreview(node)) addTextPreviewWidgets(node);
   updateTextPreviewWidgets(node, output);
 }
+
+app.registerExtension({
+  name: "HomePilot.DefaultWorkflow",
+  async init() {
+    const load = app.loadGraphData.bind(app);
+    app.loadGraphData = async function (graphData, ...rest) {
+      if (!graphData) graphData = await defaultWorkflow();
+      return load(graphData, ...rest);
+    };
+  },
+});
 
 app.registerExtension({
   name: "HomePilot.TextOutputs",
