@@ -50,3 +50,6 @@ class Graph(BaseModel):
     # "homepilot" for our own files; "comfy" for ComfyUI API-format prompts, whose
     # extra inputs are ignored the way ComfyUI ignores them.
     format: Literal["homepilot", "comfy"] = "homepilot"
+    # How the visual editor shows the graph (node ids, positions, sizes, link ids, view):
+    # written by engine.workflow when a workflow is saved as a graph; the engine ignores it.
+    ui: dict[str, Any] | None = None

@@ -102,7 +102,23 @@ def graph_from_comfy(prompt: Any, name: str = "prompt") -> Graph:
         # The title is only shown, so one that is not text is dropped rather than refused.
         nodes[node_id] = NodeInstance(type=class_type, inputs=converted,
                                       title=title if isinstance(title, str) else None)
-    return Graph(name=name, nodes=nodes, format="comfy")
+    return Graph(name=name, nodes=nodes, outputs=_named_outputs(nodes), format="comfy")
+
+
+# The editor's node for one named graph output (nodes/graph.py).
+GRAPH_OUTPUT = "graph.Output"
+
+
+def _named_outputs(nodes: dict[str, NodeInstance]) -> dict[str, str]:
+    """graph.Output nodes name the prompt's outputs, so a run of a graph made in the
+    editor reports them as the graph file would (the first node wins a name)."""
+    outputs: dict[str, str] = {}
+    for node_id, node in nodes.items():
+        name = node.inputs.get("name")
+        if node.type == GRAPH_OUTPUT and isinstance(name, str) and name \
+                and name not in outputs and linkable(node_id):
+            outputs[name] = f"${{{node_id}.value}}"
+    return outputs
 
 
 def _as_text(value: Any, what: str) -> str:
@@ -122,6 +138,10 @@ def _comfy_value(node_id: str, input_name: str, value: Any) -> Any:
             raise GraphLoadError(f"{where} cannot link to node {shown(source)}: only ids of "
                                  "letters, digits, '_', '-' and ':' can be linked")
         return f"${{{source}.{_as_text(value[1], f'{where} output index')}}}"
+    if isinstance(value, dict) and isinstance(value.get("__value__"), list):
+        # The editor wraps list widget values so they do not read as links; ComfyUI's
+        # backend unwraps them.
+        return value["__value__"]
     if isinstance(value, str) and "${" in value:
         # A literal "${" in a ComfyUI widget value is text, not one of our references.
         return value.replace("${", "$${")

@@ -10,7 +10,7 @@ from engine.registry import Registry, RegistrySource
 
 # Modules whose @node classes are built in. Heavy libraries are imported inside run().
 MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed",
-           "generate", "enhance", "video")
+           "generate", "enhance", "video", "graph")
 
 
 def build_registry(custom_node_dirs: Sequence[str | Path] = ()) -> Registry:
