@@ -28,8 +28,10 @@ from server.services.workflows import Workflows
 router = APIRouter(tags=["editor"])
 MAX_FILE = 50 * 1024**2
 # Files the editor reads at every boot, as they are before the user saves any: the theme
-# index.html links and the node templates ("Save selected as template").
-DEFAULTS = {"user.css": ("", "text/css"), "comfy.templates.json": ("[]", "application/json")}
+# index.html links, the node templates ("Save selected as template") and the workflow
+# bookmarks.
+DEFAULTS = {"user.css": ("", "text/css"), "comfy.templates.json": ("[]", "application/json"),
+            "workflows/.index.json": ('{"favorites": []}', "application/json")}
 
 
 def user_root(state: Any, user: str) -> Path:

@@ -59,8 +59,12 @@ def editor_url(request: pytest.FixtureRequest, registry: Any,
 
 
 @pytest.fixture
-def editor(browser: Any, editor_url: str, request: pytest.FixtureRequest) -> Iterator[EditorPage]:
-    """A fresh browser profile on /editor/, its console and network watched."""
+def editor(browser: Any, editor_url: str, request: pytest.FixtureRequest,
+           _executors: dict[str, Any]) -> Iterator[EditorPage]:
+    """A fresh browser profile on /editor/, its console and network watched; the
+    executors' caches empty, so every node of a scenario runs."""
+    for executor in _executors.values():
+        executor.clear_cache()
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = EditorPage(context.new_page(), editor_url)
     yield page

@@ -71,7 +71,7 @@ class EditorPage:
         """Open a workflow from the Workflows sidebar: folders, then the file."""
         self.page.get_by_role("button", name="Workflows (w)").click()
         for part in path:
-            self.page.locator(".p-tree, [role=tree]").get_by_text(part, exact=True).first.click()
+            self.page.get_by_role("treeitem", name=part, exact=True).first.click()
         self.wait_for("(name) => app.extensionManager.workflow.activeWorkflow?.filename === name",
                       path[-1])
         self.page.get_by_role("button", name="Workflows (w)").click()
@@ -152,16 +152,22 @@ class EditorPage:
     # -- running -----------------------------------------------------------------------------
 
     def watch_execution(self) -> None:
-        """Record, from the frontend's execution store, every node it shows as running and
-        every progress value, as they happen."""
+        """Record what the page learns of a run as it happens: every node the API client
+        is told is running (``progress_state`` drives the highlight), every node the
+        execution store marks running (the store coalesces messages per frame, so very
+        short nodes may never show there), and every progress value."""
         self.js(f"""() => {{
             const execution = {STORES}.get('execution');
-            window.__hp = {{running: [], progress: []}};
-            execution.$subscribe(() => {{
-                for (const id of execution.executingNodeIds) window.__hp.running.push(String(id));
-                for (const [id, s] of Object.entries(execution.nodeProgressStates || {{}}))
-                    window.__hp.progress.push([String(id), s.value, s.max, s.state]);
+            const hp = window.__hp = {{told: [], running: [], progress: []}};
+            window.comfyAPI.api.api.addEventListener('progress_state', (e) => {{
+                for (const [id, s] of Object.entries(e.detail.nodes))
+                    if (s.state === 'running') hp.told.push(String(id));
             }});
+            execution.$subscribe(() => {{
+                for (const id of execution.executingNodeIds) hp.running.push(String(id));
+                for (const [id, s] of Object.entries(execution.nodeProgressStates || {{}}))
+                    hp.progress.push([String(id), s.value, s.max, s.state]);
+            }}, {{flush: 'sync'}});
         }}""")
 
     def seen(self) -> dict[str, Any]:
@@ -169,6 +175,16 @@ class EditorPage:
 
     def run(self) -> None:
         self.page.get_by_role("button", name="Run", exact=True).first.click()
+
+    def queue_panel(self) -> list[str]:
+        """The completed jobs the queue panel lists, as its rows read."""
+        self.page.get_by_role("button", name="active").first.click()
+        self.page.get_by_role("button", name="Completed", exact=True).click()
+        rows = self.page.get_by_text("Job #")
+        rows.first.wait_for()
+        texts = rows.all_inner_texts()
+        self.page.keyboard.press("Escape")
+        return texts
 
     def jobs(self, status: str) -> list[dict[str, Any]]:
         answer = self.js("(s) => fetch('api/jobs?status=' + s).then(r => r.json())", status)
