@@ -382,3 +382,34 @@ def models_remove_test_pack() -> None:
         click.echo(f"removed {model_id} (test model)")
     if not removed:
         click.echo("no test models are installed")
+
+
+@main.group("graph")
+def graph_group() -> None:
+    """Graph files and ComfyUI's formats (the editor's workflows, API prompts)."""
+
+
+@graph_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["comfy-ui", "comfy-api", "yaml"]),
+              help="comfy-ui: a workflow the editor opens; comfy-api: a prompt for "
+                   "POST /prompt; yaml: our graph file")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="write here instead of standard output")
+@click.option("--custom-nodes", multiple=True, type=click.Path(file_okay=False))
+def graph_export(file: str, fmt: str, output: str | None,
+                 custom_nodes: tuple[str, ...]) -> None:
+    """Convert FILE (our YAML/JSON graph, a UI workflow or an API prompt) to another form."""
+    from engine.workflow import export_file
+    from server.app import build_registry
+
+    try:
+        text = export_file(file, fmt, build_registry(get_settings(), list(custom_nodes)))
+    except GraphLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8") as handle:
+        handle.write(text)
