@@ -12,10 +12,18 @@ from pydantic import ValidationError
 from engine.errors import GraphLoadError, shown
 from engine.graph import Graph, NodeInstance
 from engine.reference import linkable
+from engine.workflow_model import is_ui_workflow
 
 
 def load_graph(path: str | Path) -> Graph:
     """Load a graph file (``.yaml``, ``.yml`` or ``.json``); the name defaults to the stem."""
+    path = Path(path)
+    return graph_from_data(read_data(path), default_name=path.stem)
+
+
+def read_data(path: str | Path) -> Any:
+    """A graph file's content parsed (JSON for ``.json``, YAML otherwise), not yet a graph:
+    our format, a ComfyUI API prompt or an editor workflow."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -24,8 +32,7 @@ def load_graph(path: str | Path) -> Graph:
     except UnicodeDecodeError as exc:
         raise GraphLoadError(f"graph file {path} is not UTF-8 text: {exc.reason} at byte "
                              f"{exc.start}") from exc
-    data = _parse_text(text, path.suffix.lower(), str(path))
-    return graph_from_data(data, default_name=path.stem)
+    return _parse_text(text, path.suffix.lower(), str(path))
 
 
 def _parse_text(text: str, suffix: str, where: str) -> Any:
@@ -49,6 +56,9 @@ def graph_from_data(data: Any, default_name: str = "graph") -> Graph:
                              f"prompt object, not {type(data).__name__}")
     if is_comfy_prompt(data):
         return graph_from_comfy(data, name=default_name)
+    if is_ui_workflow(data):
+        raise GraphLoadError("this is a workflow as ComfyUI's editor saves it; convert it "
+                             "first: homepilot graph export FILE --format yaml")
     data = dict(data)
     data.setdefault("name", default_name)
     try:

@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.errors import GraphLoadError
 from engine.graph import Graph
-from engine.loader import _parse_text, graph_from_comfy, graph_from_data, is_comfy_prompt
+from engine.loader import graph_from_comfy, graph_from_data, is_comfy_prompt, read_data
 from engine.registry import Registry
 from engine.workflow_export import graph_to_workflow
 from engine.workflow_import import workflow_to_graph
@@ -45,14 +44,7 @@ def detect(data: Any) -> FileKind:
 
 def read_file(path: str | Path) -> tuple[FileKind, Any]:
     """A graph file, UI workflow or API prompt, parsed, with its kind."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GraphLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise GraphLoadError(f"{path} is not UTF-8 text") from exc
-    data = _parse_text(text, path.suffix.lower(), str(path))
+    data = read_data(path)
     return detect(data), data
 
 

@@ -105,9 +105,19 @@ class _Planner:
             if not isinstance(ref, Ref) or ref.is_graph_input:
                 raise GraphLoadError(f"{where} must be one ${{node.output}} reference, not "
                                      f"{value!r}")
+            if self._names_itself(ref, name):
+                continue
             self.add(output_key(name), GRAPH_OUTPUT, where, values={"name": name},
                      links={"value": self.source(ref, where)}, pin="last")
         return self.planned
+
+    def _names_itself(self, ref: Ref, name: str) -> bool:
+        """An API prompt's graph.Output node already is the output it names
+        (``engine.loader.graph_from_comfy``)."""
+        node = self.graph.nodes.get(ref.source)
+        return self.graph.format == "comfy" and node is not None \
+            and node.type == GRAPH_OUTPUT and node.inputs.get("name") == name \
+            and ref.name in ("value", "0")
 
     def graph_input(self, name: str, spec: GraphInput) -> None:
         if spec.type not in PORT_TYPES:
@@ -182,7 +192,7 @@ def graph_to_workflow(graph: Graph, registry: Registry) -> dict[str, Any]:
     ui = UiBlock.model_validate(graph.ui or {})
     planned = _Planner(graph, registry).plan()
     ids = _node_ids(planned, ui)
-    _name_nodes(planned, ids, ui)
+    _name_nodes(planned, ids, ui, graph.format)
     link_ids = _link_ids(planned, ui)
     sizes, positions = _geometry(planned, ui)
     order = _execution_order(planned)
@@ -244,7 +254,8 @@ def _in_slot_order(item: Planned) -> list[str]:
     return [n for n in item.slots.input_names if n in item.links]
 
 
-def _name_nodes(planned: list[Planned], ids: dict[str, int | str], ui: UiBlock) -> None:
+def _name_nodes(planned: list[Planned], ids: dict[str, int | str], ui: UiBlock,
+                graph_format: str) -> None:
     """Titles, and a node_id property where the title alone would not give back the id
     (``workflow_import`` derives ids from titles in editor-id order)."""
     for item in planned:
@@ -255,8 +266,13 @@ def _name_nodes(planned: list[Planned], ids: dict[str, int | str], ui: UiBlock) 
             continue
         if entry is not None and entry.properties:
             item.properties = {**entry.properties, **item.properties}
-        if item.spec.type in (GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_TEMPLATE, GRAPH_CONSTANT):
-            item.properties[NODE_ID] = item.regular_id  # a graph node, not a graph part
+        if item.spec.type in (GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_TEMPLATE, GRAPH_CONSTANT) \
+                and graph_format == "homepilot":
+            # A graph file that names one as a node keeps it a node. In an API prompt
+            # they are the editor's own graph parts, and read back as such.
+            item.properties[NODE_ID] = item.regular_id
+    if graph_format == "comfy":
+        return  # an API prompt's ids are numbers: read back, titles name the nodes
     regular = sorted((p for p in planned if p.regular_id is not None),
                      key=lambda p: _sortable(ids[p.key]))
     while True:

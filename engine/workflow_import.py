@@ -74,8 +74,8 @@ class _Reader:
             elif self.kind(key) == GRAPH_CONSTANT and \
                     self.w.slots[target[0]].widget(target[1]) is None:
                 self.absorbed[key] = target
-        regular = [k for k in keys if k in self.w.slots and not self._is_part(k)]
-        self.ids = derive_ids((k, self._title(k), self.w.nodes[k].properties.get(NODE_ID))
+        regular = [k for k in keys if k in self.w.slots and not self.is_part(k)]
+        self.ids = derive_ids((k, self.title(k), self.w.nodes[k].properties.get(NODE_ID))
                               for k in regular)
 
     @staticmethod
@@ -83,7 +83,7 @@ class _Reader:
         return isinstance(name, str) and _NAME.fullmatch(name) is not None \
             and name not in taken.values()
 
-    def _is_part(self, key: str) -> bool:
+    def is_part(self, key: str) -> bool:
         return key in self.inputs or key in self.outputs or key in self.absorbed
 
     def _single_target(self, key: str) -> tuple[str, str] | None:
@@ -105,7 +105,7 @@ class _Reader:
             and all(self.kind(s.node) not in (GRAPH_TEMPLATE, GRAPH_CONSTANT, GRAPH_OUTPUT)
                     for s in self.w.inputs[key].values())
 
-    def _title(self, key: str) -> str:
+    def title(self, key: str) -> str:
         node = self.w.nodes[key]
         return node.title if node.title is not None else self._display(key)
 
@@ -166,7 +166,7 @@ def workflow_to_graph(workflow: Any, registry: Registry, name: str | None = None
     for key in wiring.sorted_keys():
         if key in reader.ids:
             node = wiring.nodes[key]
-            title = reader._title(key)
+            title = reader.title(key)
             nodes[reader.ids[key]] = NodeInstance(
                 type=node.type, inputs=reader.node_inputs(key),
                 title=title if title != reader.ids[key] else None)
@@ -232,7 +232,7 @@ def _entry(reader: _Reader, key: str, node: UiNode) -> UiNodeEntry:
     properties = {k: v for k, v in node.properties.items() if k not in ours}
     controls = {k: v for k, v in reader.controls.get(key, {}).items() if v != CONTROL_FIXED}
     links = {name: source.link for name, source in reader.w.inputs[key].items()}
-    part = reader._is_part(key)
+    part = reader.is_part(key)
     return UiNodeEntry(
         id=node.id, pos=list(node.pos), size=list(node.size),
         title=node.title if part else None, flags=node.flags or None,

@@ -88,6 +88,57 @@ def test_a_shipped_graph_read_back_from_the_editor_means_the_same_and_validates(
     assert validate_graph(back, registry) == validate_graph(graph, registry)
 
 
+@pytest.mark.parametrize("path", GRAPHS, ids=by_stem)
+def test_an_api_prompt_opens_in_the_editor_as_the_graph_it_came_from(registry: Registry,
+                                                                    path: Path) -> None:
+    """A prompt holds no input limits or descriptions; everything else comes back, and
+    the editor sends the same prompt again."""
+    workflow = graph_to_workflow(load_graph(path), registry)
+    prompt = json.loads(json.dumps(workflow_to_prompt(workflow, registry)))
+    reopened = graph_to_workflow(graph_from_comfy(prompt, name=path.stem), registry)
+    assert workflow_to_prompt(reopened, registry) == prompt
+    parts = {"ui", "inputs", "description"}
+    assert workflow_to_graph(reopened, registry, path.stem).model_dump(exclude=parts) == \
+        workflow_to_graph(workflow, registry, path.stem).model_dump(exclude=parts)
+
+
+def test_unusual_names_and_values_survive_the_editor_and_yaml(registry: Registry) -> None:
+    graph = Graph.model_validate({
+        "name": "edge", "description": "Line one\nline two: with colon\n",
+        "inputs": {
+            "text": {"type": "STRING", "default": "yes", "description": "a: b",
+                     "choices": ["yes", "no"]},
+            "n": {"type": "INT", "default": 3, "required": False, "min": 0.5, "max": 10},
+            "blob": {"type": "JSON", "default": [1, {"a": None}]},
+            "path": {"type": "IMAGE", "default": "123"},
+            "msg": {"type": "MESSAGES"},
+            "flag": {"type": "BOOLEAN", "default": True}},
+        "nodes": {
+            "a-b:c": {"type": "text.Concat", "inputs": {
+                "a": "multi\nline ${inputs.text}\n  end", "b": "$${literal} ünï",
+                "separator": "\n"}},
+            "sw": {"type": "logic.Switch", "inputs": {
+                "condition": "${inputs.flag}", "on_true": {"k": [1, 2]}, "on_false": None}},
+            "cmp": {"type": "logic.Compare", "inputs": {"a": 1.5, "b": "${a-b:c.text}",
+                                                        "op": "!="}},
+            "sl": {"type": "lists.Slice", "inputs": {"items": [1, 2, 3], "start": 1}},
+            "tpl": {"type": "primitive.Show", "inputs": {
+                "value": "${inputs.n}/${inputs.blob}/${inputs.n}: $${x} ${sw.value}"}},
+            "msgs": {"type": "llm.Messages", "inputs": {"message": "${inputs.text}",
+                                                        "history": "${inputs.msg}"}}},
+        "outputs": {"o": "${a-b:c.text}", "s": "${sw.value}", "t": "${tpl.value}",
+                    "sl": "${sl.items}"}})
+    workflow = graph_to_workflow(graph, registry)
+    back = workflow_to_graph(workflow, registry, "edge")
+    assert back.model_dump(exclude={"ui"}) == graph.model_dump(exclude={"ui"})
+    reread = graph_from_data(yaml.safe_load(dump_graph(back)))
+    assert reread == back and graph_to_workflow(reread, registry) == workflow
+    # An optional input the graph leaves out is null in its widget, and not sent.
+    prompt = workflow_to_prompt(workflow, registry)
+    slice_node = next(v for v in prompt.values() if v["class_type"] == "lists.Slice")
+    assert "stop" not in slice_node["inputs"] and slice_node["inputs"]["start"] == 1
+
+
 def test_a_graph_file_written_by_dump_graph_reads_like_the_shipped_ones(
         registry: Registry) -> None:
     text = dump_graph(workflow_to_graph(graph_to_workflow(shipped("upscale"), registry),
@@ -613,6 +664,16 @@ def test_export_chains_yaml_workflow_prompt_and_back(registry: Registry,
     graph = graph_from_data(yaml.safe_load(back.output))
     assert graph.format == "comfy" and set(graph.outputs) == set(load_graph(source).outputs)
     assert export_file(api_file, "comfy-api", registry) == api_file.read_text()
+
+
+def test_running_an_editor_workflow_file_says_to_convert_it_first(registry: Registry,
+                                                                 tmp_path: Path) -> None:
+    from engine.errors import GraphLoadError
+
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(editor_workflow()))
+    with pytest.raises(GraphLoadError, match="homepilot graph export"):
+        load_graph(saved)
 
 
 def test_export_of_a_file_that_is_no_graph_says_why(tmp_path: Path) -> None:
