@@ -21,7 +21,9 @@ CHAR = 8.4                 # NODE_TEXT_SIZE * 0.6
 COLUMN_GAP = 80
 ROW_GAP = 30
 MAX_WIDTH = 480
-VIEW = (1600.0, 900.0)     # the canvas a first view should fit (extra.ds)
+VIEW = (1300.0, 720.0)     # the canvas a first view should fit: a laptop's, less the bars
+MARGIN = (80.0, 100.0)     # screen pixels left of and above the graph in that view
+MIN_SCALE = 0.6
 # HomePilot's editor extension (server/editor/web/homepilot.js) gives the nodes that show
 # text ComfyUI's text preview: a 60 px box and a plain/markdown toggle, neither saved.
 TEXT_PREVIEW = ("graph.Output", "primitive.Show")
@@ -88,6 +90,7 @@ def layout(boxes: list[Box]) -> dict[str, tuple[float, float]]:
     for box in boxes:  # in the caller's order: the graph file's
         columns.setdefault(layer[box.key], []).append(box)
     positions: dict[str, tuple[float, float]] = {}
+    stacks: list[tuple[float, list[Box]]] = []
     x = 0.0
     tallest = max((_height(c) for i, c in columns.items() if i != 0), default=0.0)
     for index in sorted(columns):
@@ -97,12 +100,24 @@ def layout(boxes: list[Box]) -> dict[str, tuple[float, float]]:
                                              key=lambda i: (centres[column[i].key], i))]
         limit = max(tallest, VIEW[1]) if index == 0 else float("inf")
         for part in _wrap(ordered, limit):  # many graph inputs: side by side, not one tower
-            y = 0.0
-            for box in part:
-                positions[box.key] = (round(x), round(y + TITLE_HEIGHT))
-                y += TITLE_HEIGHT + box.size[1] + ROW_GAP
+            _stack(x, part, positions)
+            stacks.append((x, part))
             x += max(b.size[0] for b in part) + COLUMN_GAP
+    # Feeders (templates, constants) move next to the node they feed, now that it is placed.
+    for x, part in stacks:
+        if any(b.before in positions for b in part):
+            def level(box: Box) -> float:
+                key = box.before if box.before in positions else box.key
+                return positions[key][1] + by_key[key].size[1] / 2
+            _stack(x, sorted(part, key=level), positions)
     return positions
+
+
+def _stack(x: float, part: list[Box], positions: dict[str, tuple[float, float]]) -> None:
+    y = 0.0
+    for box in part:
+        positions[box.key] = (round(x), round(y + TITLE_HEIGHT))
+        y += TITLE_HEIGHT + box.size[1] + ROW_GAP
 
 
 def _height(column: list[Box]) -> float:
@@ -131,11 +146,13 @@ def _centre(box: Box, placed: dict[str, tuple[float, float]], boxes: dict[str, B
 
 def view(positions: dict[str, tuple[float, float]],
          sizes: dict[str, tuple[float, float]]) -> dict[str, object]:
-    """``extra.ds``: a scale that fits the whole graph in a first view, not below 0.5."""
+    """``extra.ds``: a scale that fits the graph in a first view, but never below the zoom
+    where litegraph stops drawing text (MinFontSizeForLOD 8 px / 14 px = 0.57), and an
+    offset that keeps the first column clear of the editor's side bar and tool bar."""
     if not positions:
         return {"scale": 1, "offset": [0, 0]}
     right = max(positions[k][0] + sizes[k][0] for k in positions)
     bottom = max(positions[k][1] + sizes[k][1] for k in positions)
-    scale = min(1.0, VIEW[0] / (right + 80), VIEW[1] / (bottom + 80))
-    scale = max(round(scale, 2), 0.5)
-    return {"scale": scale, "offset": [40, 20]}
+    scale = min(1.0, VIEW[0] / right, VIEW[1] / bottom)
+    scale = max(round(scale, 2), MIN_SCALE)
+    return {"scale": scale, "offset": [round(MARGIN[0] / scale), round(MARGIN[1] / scale)]}
