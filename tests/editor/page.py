@@ -29,6 +29,10 @@ class EditorPage:
         page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}")
                 if r.status >= 400 else None)
         page.on("request", lambda r: self.requests.append(r.url))
+        self.views: list[tuple[str, int, str]] = []
+        page.on("response", lambda r: self.views.append(
+            (r.url, r.status, r.headers.get("content-type", "")))
+            if "/editor/api/view?" in r.url else None)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -96,6 +100,38 @@ class EditorPage:
         assert found, f"no graph.Input named {name!r} with a text box"
         return self.page.locator(f"[data-hp-input='{name}']")
 
+    def widget_box(self, node_id: int, name: str) -> Any:
+        """The text box of a node's multiline widget, as a page locator."""
+        found = self.js("""([id, name]) => {
+            const widget = app.graph.getNodeById(id)?.widgets?.find(w => w.name === name);
+            const box = widget?.element ?? widget?.inputEl;
+            if (!box) return false;
+            box.setAttribute('data-hp-widget', id + '-' + name);
+            return true;
+        }""", [node_id, name])
+        assert found, f"node {node_id} has no text box {name!r}"
+        return self.page.locator(f"[data-hp-widget='{node_id}-{name}']")
+
+    def type_into(self, node_id: int, name: str, value: str) -> None:
+        box = self.widget_box(node_id, name)
+        box.fill(value)
+        box.press("Tab")
+
+    def connect(self, source: int, output: str, target: int, input_name: str) -> None:
+        """Drag from an output dot to an input dot, as a user links two nodes."""
+        out_slot, in_slot = self.js("""([s, o, t, i]) => [
+            app.graph.getNodeById(s).findOutputSlot(o),
+            app.graph.getNodeById(t).findInputSlot(i)]""", [source, output, target, input_name])
+        assert out_slot >= 0 and in_slot >= 0, (output, input_name)
+        self.drag(self.slot_point(source, out_slot, True),
+                  self.slot_point(target, in_slot, False))
+
+    def linked(self, target: int, input_name: str) -> bool:
+        return self.js("""([t, i]) => {
+            const node = app.graph.getNodeById(t);
+            return node.inputs[node.findInputSlot(i)].link != null;
+        }""", [target, input_name])
+
     def set_input(self, name: str, value: str) -> None:
         box = self.graph_input(name)
         box.scroll_into_view_if_needed()
@@ -127,16 +163,22 @@ class EditorPage:
         mouse.up()
 
     def add_node(self, query: str, at: tuple[float, float]) -> int:
-        """Double-click empty canvas, search, take the first match; the new node's id."""
+        """Double-click empty canvas at ``at``, search, take the first match and drop the
+        node there (it follows the pointer until a click, as for a user); its id."""
         before = set(self.js("() => app.graph.nodes.map(n => n.id)"))
-        self.page.locator("#graph-canvas").dblclick(position={"x": at[0], "y": at[1]},
-                                                    force=True)
+        self.page.mouse.click(*at)  # ends what the pointer last did, clears the selection
+        self.page.wait_for_timeout(600)
+        self.page.mouse.dblclick(*at)
         search = self.page.get_by_role("combobox", name="Add a node...")
         search.fill(query)
         self.page.locator("#results-list [role=option]").first.wait_for()
         search.press("Enter")
+        search.wait_for(state="detached")
         added = self.wait_for("(before) => app.graph.nodes.map(n => n.id)"
                               ".filter(id => !before.includes(id))", sorted(before))
+        self.page.mouse.move(at[0] + 5, at[1] + 5, steps=3)
+        self.page.mouse.click(*at)
+        self.page.wait_for_timeout(300)
         return added[0]
 
     def search_results(self, query: str) -> list[str]:
@@ -158,15 +200,17 @@ class EditorPage:
         short nodes may never show there), and every progress value."""
         self.js(f"""() => {{
             const execution = {STORES}.get('execution');
-            const hp = window.__hp = {{told: [], running: [], progress: []}};
-            window.comfyAPI.api.api.addEventListener('progress_state', (e) => {{
-                for (const [id, s] of Object.entries(e.detail.nodes))
+            const hp = window.__hp = {{told: [], running: [], progress: [], previews: 0}};
+            const api = window.comfyAPI.api.api;
+            api.addEventListener('progress_state', (e) => {{
+                for (const [id, s] of Object.entries(e.detail.nodes)) {{
                     if (s.state === 'running') hp.told.push(String(id));
+                    hp.progress.push([String(id), s.value, s.max, s.state]);
+                }}
             }});
+            api.addEventListener('b_preview', () => {{ hp.previews += 1; }});
             execution.$subscribe(() => {{
                 for (const id of execution.executingNodeIds) hp.running.push(String(id));
-                for (const [id, s] of Object.entries(execution.nodeProgressStates || {{}}))
-                    hp.progress.push([String(id), s.value, s.max, s.state]);
             }}, {{flush: 'sync'}});
         }}""")
 

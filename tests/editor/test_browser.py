@@ -4,6 +4,19 @@ Each test leaves a screenshot in test-results/editor/ (see conftest)."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from engine.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
 
 def test_the_editor_loads_clean_and_its_search_finds_our_nodes(editor):
     editor.open()
@@ -44,4 +57,101 @@ def test_greeting_runs_from_the_homepilot_folder_with_a_changed_input(editor):
     assert ran <= set(editor.seen()["told"])
     rows = editor.queue_panel()
     assert any("Job #" in row for row in rows)
+    assert editor.failed == [] and editor.errors == []
+
+
+IMAGINE = {"prompt": "a red fox in the snow", "seed": "1234", "steps": "3", "width": "64",
+           "height": "64", "preview": "true"}
+
+
+def cli_picture(settings: dict[str, str]) -> Image.Image:
+    """The picture `homepilot run graphs/imagine.yaml` makes with these inputs."""
+    command = [str(Path(sys.executable).parent / "homepilot"), "run",
+               str(REPO / "graphs" / "imagine.yaml"), "--executor", "local", "--json"]
+    for name, value in settings.items():
+        command += ["--set", f"{name}={value}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = json.loads(done.stdout)["outputs"]
+    return Image.open(get_settings().home / "files" / outputs["files"][0]).convert("RGB")
+
+
+def test_imagine_runs_with_step_progress_and_the_preview_matches_the_cli(editor, test_pack):
+    editor.open()
+    editor.settle()
+    editor.open_workflow("HomePilot", "imagine")
+    for name, value in IMAGINE.items():
+        editor.set_input(name, value)
+    generate = editor.node_ids("image.TextToImage")[0]
+    save = editor.node_ids("image.Save")[0]
+    editor.watch_execution()
+    known = len(editor.jobs("completed,failed,cancelled"))
+    editor.run()
+    job = editor.wait_job(known, timeout=300)
+    assert job["status"] == "completed", job
+    seen = editor.seen()
+    steps = [value for node, value, total, state in seen["progress"]
+             if node == str(generate) and total == 3 and state == "running"]
+    assert sorted(set(steps)) == [1, 2, 3] or {1, 2} <= set(steps), seen["progress"]
+    assert str(generate) in seen["running"]  # highlighted on the canvas while it ran
+    assert seen["previews"] >= 1  # latent previews arrived as binary frames
+    assert job["preview_output"]["nodeId"] == str(save)
+    # The node's preview picture came through /editor/api/view.
+    loaded = editor.wait_for("""(name) => app.nodeOutputs && Object.values(app.nodeOutputs)
+        .some(o => (o.images || []).some(i => i.filename === name))""",
+                             job["preview_output"]["filename"], timeout=10)
+    assert loaded
+    editor.page.wait_for_timeout(500)
+    fetched = [v for v in editor.views if job["preview_output"]["filename"] in v[0]]
+    assert fetched and fetched[0][1] == 200 and fetched[0][2].startswith("image/png")
+    shown = editor.js("(url) => fetch(url).then(r => r.arrayBuffer())"
+                      ".then(b => Array.from(new Uint8Array(b)))", fetched[0][0])
+    picture = Image.open(io.BytesIO(bytes(shown))).convert("RGB")
+    assert picture.size == (64, 64)
+    expected = cli_picture({k: v for k, v in IMAGINE.items() if k != "preview"})
+    assert list(picture.getdata()) == list(expected.getdata())
+    assert editor.failed == [] and editor.errors == []
+
+
+def test_a_graph_built_in_the_editor_saves_as_yaml_that_homepilot_run_runs_alike(editor):
+    editor.open()
+    editor.settle()
+    editor.page.get_by_role("button", name="Create a new blank workflow").click()
+    editor.wait_for("() => app.graph.nodes.length === 0")
+    # Far enough apart that each double-click lands on empty canvas.
+    concat = editor.add_node("text.Concat", (400, 150))
+    case = editor.add_node("text.Case", (400, 550))
+    output = editor.add_node("graph.Output", (950, 350))
+    editor.type_into(concat, "a", "Hello")
+    editor.type_into(concat, "b", "built world")
+    editor.js("(id) => { app.graph.getNodeById(id).widgets"
+              ".find(w => w.name === 'separator').value = ', ' }", concat)
+    editor.connect(concat, "text", case, "text")
+    editor.connect(case, "text", output, "value")
+    assert editor.linked(case, "text") and editor.linked(output, "value")
+    # Save (Ctrl+S asks for a name), then run it here.
+    editor.page.locator("#graph-canvas").click(position={"x": 1200, "y": 150}, force=True)
+    editor.page.keyboard.press("Control+s")
+    name_box = editor.page.get_by_role("dialog").get_by_role("textbox")
+    name_box.fill("built")
+    name_box.press("Enter")
+    saved = get_settings().user_graphs_dir / "built.yaml"
+    editor.wait_for("() => app.extensionManager.workflow.activeWorkflow?.filename === 'built'")
+    known = len(editor.jobs("completed,failed,cancelled"))
+    editor.run()
+    job = editor.wait_job(known)
+    assert job["status"] == "completed", job
+    shown = editor.wait_for("(id) => app.graph.getNodeById(id).widgets"
+                            ".find(w => w.name === 'preview_text')?.value", output)
+    assert shown == "hello, built world"  # text.Case's default mode is lower
+    assert saved.is_file()
+    command = [str(Path(sys.executable).parent / "homepilot"), "run", str(saved),
+               "--executor", "local", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["outputs"] == {"output": "hello, built world"}
+    listed = editor.js("() => fetch('/graphs').then(r => r.json())")
+    assert "user/built" in [g["name"] for g in listed]
     assert editor.failed == [] and editor.errors == []
