@@ -30,8 +30,12 @@ _TYPES = {".js": "application/javascript; charset=utf-8",
           ".wasm": "application/wasm", ".html": "text/html; charset=utf-8",
           ".txt": "text/plain; charset=utf-8", ".mp3": "audio/mpeg", ".cur": "image/x-icon"}
 # Code and data revalidate every load (a new package must not mix with cached chunks);
-# pictures and fonts keep a day, as under ComfyUI.
+# pictures and fonts keep a day, as under ComfyUI. The build's chunks carry a content
+# hash in their names (assets/GraphView-Bt0QZMwI.js): those never change, so a returning
+# browser loads them without asking (about 280 requests fewer per load).
 _REVALIDATE = {".js", ".mjs", ".css", ".json", ".html"}
+_HASHED = re.compile(r"^assets/[^/]+-[A-Za-z0-9_-]{8}\.[a-z0-9]+$")
+IMMUTABLE = "public, max-age=31536000, immutable"
 NO_STORE = {"Cache-Control": "no-store, must-revalidate", "Pragma": "no-cache", "Expires": "0"}
 
 router = APIRouter(include_in_schema=False)
@@ -100,6 +104,8 @@ def static_file(root: Path, relative: str) -> FileResponse:
         raise ApiError(404, "not_found", f"there is no file {relative!r}")
     suffix = path.suffix.lower()
     cache = "no-cache" if suffix in _REVALIDATE else "public, max-age=86400"
+    if root == static_root() and _HASHED.match(relative):
+        cache = IMMUTABLE
     return FileResponse(path, media_type=_TYPES.get(suffix, "application/octet-stream"),
                         headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
 

@@ -28,6 +28,11 @@ _COMFY_TYPES = {
 }
 
 
+# Where the editor says a built-in node comes from: its source badge reads the part after
+# "custom_nodes." (anything else outside ComfyUI's own modules shows as "?").
+BUILTIN_MODULE = "custom_nodes.HomePilot"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -149,7 +154,7 @@ def object_info(spec: NodeSpec, options: dict[str, list[str]] | None = None) -> 
         "name": spec.type,
         "display_name": spec.display_name,
         "description": spec.description,
-        "python_module": spec.source if spec.source != "builtin" else "homepilot.nodes",
+        "python_module": spec.source if spec.source != "builtin" else BUILTIN_MODULE,
         "category": spec.category,
         "output_node": spec.output_node,
     }

@@ -222,8 +222,15 @@ class EditorPage:
 
     def queue_panel(self) -> list[str]:
         """The completed jobs the queue panel lists, as its rows read."""
-        self.page.get_by_role("button", name="active").first.click()
-        self.page.get_by_role("button", name="Completed", exact=True).click()
+        completed = self.page.get_by_role("button", name="Completed", exact=True)
+        for _ in range(3):  # the toggle may meet a toast or a closing animation
+            self.page.get_by_role("button", name="active").first.click()
+            try:
+                completed.wait_for(timeout=5000)
+                break
+            except Exception:  # noqa: BLE001 (Playwright's timeout: try the toggle again)
+                continue
+        completed.click()
         rows = self.page.get_by_text("Job #")
         rows.first.wait_for()
         texts = rows.all_inner_texts()

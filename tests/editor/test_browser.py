@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.settings import get_settings
+from tests.editor.page import STORES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,3 +156,28 @@ def test_a_graph_built_in_the_editor_saves_as_yaml_that_homepilot_run_runs_alike
     listed = editor.js("() => fetch('/graphs').then(r => r.json())")
     assert "user/built" in [g["name"] for g in listed]
     assert editor.failed == [] and editor.errors == []
+
+
+def test_a_missing_input_marks_its_node_and_a_wrong_type_will_not_link(editor):
+    editor.open()
+    editor.settle()
+    editor.page.get_by_role("button", name="Create a new blank workflow").click()
+    editor.wait_for("() => app.graph.nodes.length === 0")
+    case = editor.add_node("text.Case", (400, 250))
+    save = editor.add_node("image.Save", (950, 250))
+    every = "completed,failed,cancelled,in_progress"
+    known = len(editor.jobs(every))
+    editor.connect(case, "text", save, "image")  # STRING into IMAGE
+    assert not editor.linked(save, "image")
+    assert editor.js("() => app.graph.links.size ?? Object.keys(app.graph.links).length") == 0
+    editor.run()
+    errors = editor.wait_for(f"() => {{ const e = {STORES}.get('executionError').lastNodeErrors;"
+                             " return e && Object.keys(e).length ? e : null }")
+    assert list(errors) == [str(save)]
+    problem = errors[str(save)]["errors"][0]
+    assert problem["extra_info"]["input_name"] == "image"
+    assert len(editor.jobs(every)) == known  # nothing ran
+    # The editor names the node in its error panel.
+    editor.page.get_by_text("Save Image").first.wait_for()
+    # The refused prompt is the one expected 400; nothing else failed.
+    assert [f for f in editor.failed if "/api/prompt" not in f] == []

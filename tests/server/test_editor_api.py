@@ -325,3 +325,60 @@ def test_with_an_api_key_the_editor_logs_in_once_and_works_through_a_cookie(edit
     client.cookies.clear()
     client.cookies.set("homepilot_session", value[:-2] + ("00" if value[-2:] != "00" else "11"))
     assert client.get(f"{API}/settings").status_code == 401
+
+
+def test_a_packs_web_directory_is_listed_and_served_to_the_editor(tmp_path):
+    from nodes import build_registry
+
+    pack = tmp_path / "packs" / "shiny_pack"
+    (pack / "js" / "sub").mkdir(parents=True)
+    (pack / "__init__.py").write_text(
+        "class Echo:\n"
+        "    @classmethod\n"
+        "    def INPUT_TYPES(cls):\n"
+        "        return {'required': {'text': ('STRING', {})}}\n"
+        "    RETURN_TYPES = ('STRING',)\n"
+        "    FUNCTION = 'run'\n"
+        "    def run(self, text):\n"
+        "        return (text,)\n"
+        "NODE_CLASS_MAPPINGS = {'ShinyEcho': Echo}\n"
+        "WEB_DIRECTORY = './js'\n")
+    (pack / "js" / "widget.js").write_text("export const shiny = 1;\n")
+    (pack / "js" / "sub" / "more.js").write_text("export const more = 2;\n")
+    registry = build_registry([str(tmp_path / "packs")])
+    home = tmp_path / "home"
+    executor = LocalExecutor(registry)
+    with TestClient(create_app(Settings(home=home), registry, executor)) as client:
+        listed = client.get(f"{API}/extensions").json()
+        assert "/extensions/shiny_pack/widget.js" in listed
+        assert "/extensions/shiny_pack/sub/more.js" in listed
+        for base in ("/editor", ""):
+            served = client.get(f"{base}/extensions/shiny_pack/sub/more.js")
+            assert served.status_code == 200 and served.text == "export const more = 2;\n"
+            assert served.headers["content-type"].startswith("application/javascript")
+        assert client.get("/extensions/shiny_pack/../__init__.py").status_code == 404
+        assert client.get("/editor/extensions/shiny_pack/%2e%2e/__init__.py").status_code == 404
+    executor.close()
+
+
+def test_the_mask_editor_saves_the_painted_alpha_over_the_original(editor):
+    client = editor()
+    client.post(f"{API}/upload/image", files={"image": ("photo.png", png((10, 20, 30)))})
+    mask = Image.new("RGBA", (8, 6), (0, 0, 0, 255))
+    mask.putpixel((0, 0), (0, 0, 0, 0))
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    saved = client.post(f"{API}/upload/mask", files={"image": ("clipspace-mask.png",
+                                                              buffer.getvalue())},
+                        data={"original_ref": json.dumps({"filename": "photo.png",
+                                                          "type": "input"})}).json()
+    assert saved["type"] == "input"
+    result = Image.open(client.app.state.homepilot.settings.input_dir / saved["name"])
+    assert result.mode == "RGBA" and result.getpixel((0, 0)) == (10, 20, 30, 0)
+    assert result.getpixel((3, 3)) == (10, 20, 30, 255)
+    alpha = client.get(f"{API}/view", params={"filename": saved["name"], "type": "input",
+                                              "channel": "a"})
+    assert Image.open(io.BytesIO(alpha.content)).getpixel((0, 0))[3] == 0
+    refused = client.post(f"{API}/upload/mask", files={"image": ("m.png", buffer.getvalue())},
+                          data={"original_ref": json.dumps({"filename": "../x.png"})})
+    assert refused.status_code == 400

@@ -42,7 +42,7 @@ app.registerExtension({
 app.registerExtension({
   name: "HomePilot.TextOutputs",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.python_module !== "homepilot.nodes") return;
+    if (nodeData.python_module !== "custom_nodes.HomePilot") return;
     const created = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       created?.apply(this, []);
