@@ -69,20 +69,25 @@ def _executors() -> dict[str, Executor]:
     return {}
 
 
+def session_executor(request: pytest.FixtureRequest, registry: Registry,
+                     executors: dict[str, Executor], kind: str) -> Executor:
+    """The test session's one executor of this kind, made on first use."""
+    if kind not in executors:
+        if kind == "ray":
+            request.getfixturevalue("ray_session")
+            from engine.executors.ray import RayExecutor
+            executors[kind] = RayExecutor(registry, fuse=True)
+        else:
+            from engine.executors.local import LocalExecutor
+            executors[kind] = LocalExecutor(registry)
+    return executors[kind]
+
+
 @pytest.fixture(params=["local", "ray"])
 def executor(request: pytest.FixtureRequest, registry: Registry,
              _executors: dict[str, Executor]) -> Executor:
     """Each engine test runs against both executors, with an empty cache."""
-    kind = request.param
-    if kind not in _executors:
-        if kind == "ray":
-            request.getfixturevalue("ray_session")
-            from engine.executors.ray import RayExecutor
-            _executors[kind] = RayExecutor(registry, fuse=True)
-        else:
-            from engine.executors.local import LocalExecutor
-            _executors[kind] = LocalExecutor(registry)
-    chosen = _executors[kind]
+    chosen = session_executor(request, registry, _executors, request.param)
     chosen.clear_cache()
     return chosen
 

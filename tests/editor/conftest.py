@@ -12,6 +12,7 @@ import pytest
 
 from engine.settings import get_settings
 from server.app import create_app
+from tests.conftest import session_executor
 from tests.editor.page import EditorPage
 from tests.serving import serving
 
@@ -40,21 +41,15 @@ def editor_url(request: pytest.FixtureRequest, registry: Any,
                _executors: dict[str, Any]) -> Iterator[str]:
     """The app at a real URL on one executor; its home is the test session's, so nodes,
     uploads, the file store and ``homepilot run`` all see the same folders."""
-    kind = request.param
-    if kind not in _executors:
-        if kind == "ray":
-            request.getfixturevalue("ray_session")
-            from engine.executors.ray import RayExecutor
-            _executors[kind] = RayExecutor(registry, fuse=True)
-        else:
-            from engine.executors.local import LocalExecutor
-            _executors[kind] = LocalExecutor(registry)
-    executor = _executors[kind]
+    executor = session_executor(request, registry, _executors, request.param)
     settings = get_settings()
-    # Each module starts without the previous one's editor settings and user graphs.
+    # Each module starts without the previous one's user files and graphs...
     for folder in (settings.user_dir, settings.user_graphs_dir):
         shutil.rmtree(folder, ignore_errors=True)
-    with serving(create_app(settings, registry, executor)) as url:
+    app = create_app(settings, registry, executor)
+    with app.state.homepilot.db.write() as cursor:  # nor the previous editor settings
+        cursor.execute("DELETE FROM editor_settings")
+    with serving(app) as url:
         yield url
 
 

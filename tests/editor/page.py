@@ -71,6 +71,13 @@ class EditorPage:
         self.page.wait_for_timeout(1500)
         self.page.keyboard.press("Escape")
 
+    def open_blank(self) -> None:
+        """The editor with a new, empty workflow in front."""
+        self.open()
+        self.settle()
+        self.page.get_by_role("button", name="Create a new blank workflow").click()
+        self.wait_for("() => app.graph.nodes.length === 0")
+
     def open_workflow(self, *path: str) -> None:
         """Open a workflow from the Workflows sidebar: folders, then the file."""
         self.page.get_by_role("button", name="Workflows (w)").click()
@@ -166,10 +173,7 @@ class EditorPage:
         """Double-click empty canvas at ``at``, search, take the first match and drop the
         node there (it follows the pointer until a click, as for a user); its id."""
         before = set(self.js("() => app.graph.nodes.map(n => n.id)"))
-        self.page.mouse.click(*at)  # ends what the pointer last did, clears the selection
-        self.page.wait_for_timeout(600)
-        self.page.mouse.dblclick(*at)
-        search = self.page.get_by_role("combobox", name="Add a node...")
+        search = self.open_search(at)
         search.fill(query)
         self.page.locator("#results-list [role=option]").first.wait_for()
         search.press("Enter")
@@ -181,9 +185,15 @@ class EditorPage:
         self.page.wait_for_timeout(300)
         return added[0]
 
+    def open_search(self, at: tuple[float, float]) -> Any:
+        """Double-click the canvas at ``at`` (empty there) to open the node search box."""
+        self.page.mouse.click(*at)  # ends what the pointer last did, clears the selection
+        self.page.wait_for_timeout(600)
+        self.page.mouse.dblclick(*at)
+        return self.page.get_by_role("combobox", name="Add a node...")
+
     def search_results(self, query: str) -> list[str]:
-        self.page.locator("#graph-canvas").dblclick(position={"x": 700, "y": 860}, force=True)
-        search = self.page.get_by_role("combobox", name="Add a node...")
+        search = self.open_search((700, 860))
         search.fill(query)
         self.page.locator("#results-list [role=option]").first.wait_for()
         texts = self.page.locator("#results-list [role=option]").all_inner_texts()

@@ -65,16 +65,21 @@ IMAGINE = {"prompt": "a red fox in the snow", "seed": "1234", "steps": "3", "wid
            "height": "64", "preview": "true"}
 
 
-def cli_picture(settings: dict[str, str]) -> Image.Image:
-    """The picture `homepilot run graphs/imagine.yaml` makes with these inputs."""
-    command = [str(Path(sys.executable).parent / "homepilot"), "run",
-               str(REPO / "graphs" / "imagine.yaml"), "--executor", "local", "--json"]
-    for name, value in settings.items():
+def homepilot_run(graph: Path, settings: dict[str, str] | None = None) -> dict:
+    """The outputs of `homepilot run GRAPH --set ... --json` on the local executor."""
+    command = [str(Path(sys.executable).parent / "homepilot"), "run", str(graph),
+               "--executor", "local", "--json"]
+    for name, value in (settings or {}).items():
         command += ["--set", f"{name}={value}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "RAY_ADDRESS": ""})
     assert done.returncode == 0, done.stdout + done.stderr
-    outputs = json.loads(done.stdout)["outputs"]
+    return json.loads(done.stdout)["outputs"]
+
+
+def cli_picture(settings: dict[str, str]) -> Image.Image:
+    """The picture `homepilot run graphs/imagine.yaml` makes with these inputs."""
+    outputs = homepilot_run(REPO / "graphs" / "imagine.yaml", settings)
     return Image.open(get_settings().home / "files" / outputs["files"][0]).convert("RGB")
 
 
@@ -116,10 +121,7 @@ def test_imagine_runs_with_step_progress_and_the_preview_matches_the_cli(editor,
 
 
 def test_a_graph_built_in_the_editor_saves_as_yaml_that_homepilot_run_runs_alike(editor):
-    editor.open()
-    editor.settle()
-    editor.page.get_by_role("button", name="Create a new blank workflow").click()
-    editor.wait_for("() => app.graph.nodes.length === 0")
+    editor.open_blank()
     # Far enough apart that each double-click lands on empty canvas.
     concat = editor.add_node("text.Concat", (400, 150))
     case = editor.add_node("text.Case", (400, 550))
@@ -147,22 +149,14 @@ def test_a_graph_built_in_the_editor_saves_as_yaml_that_homepilot_run_runs_alike
                             ".find(w => w.name === 'preview_text')?.value", output)
     assert shown == "hello, built world"  # text.Case's default mode is lower
     assert saved.is_file()
-    command = [str(Path(sys.executable).parent / "homepilot"), "run", str(saved),
-               "--executor", "local", "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "RAY_ADDRESS": ""})
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(done.stdout)["outputs"] == {"output": "hello, built world"}
+    assert homepilot_run(saved) == {"output": "hello, built world"}
     listed = editor.js("() => fetch('/graphs').then(r => r.json())")
     assert "user/built" in [g["name"] for g in listed]
     assert editor.failed == [] and editor.errors == []
 
 
 def test_a_missing_input_marks_its_node_and_a_wrong_type_will_not_link(editor):
-    editor.open()
-    editor.settle()
-    editor.page.get_by_role("button", name="Create a new blank workflow").click()
-    editor.wait_for("() => app.graph.nodes.length === 0")
+    editor.open_blank()
     case = editor.add_node("text.Case", (400, 250))
     save = editor.add_node("image.Save", (950, 250))
     every = "completed,failed,cancelled,in_progress"

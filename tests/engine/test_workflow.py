@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -598,25 +596,14 @@ PROVIDER_PORT = 11434  # the default provider URL: trusted in every process, Ray
 def provider_at_default_url() -> Iterator[str]:
     """The reversing OpenAI-compatible provider of tests/nodes/test_llm_remote.py on
     127.0.0.1:11434, HomePilot's default llm_base_url (skipped if the port is taken)."""
-    import uvicorn
-
     from tests.nodes.test_llm_remote import provider_app
+    from tests.serving import serving
 
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", PROVIDER_PORT)) == 0:
             pytest.skip(f"port {PROVIDER_PORT} is in use (an Ollama?)")
-    server = uvicorn.Server(uvicorn.Config(provider_app([]), host="127.0.0.1",
-                                           port=PROVIDER_PORT, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{PROVIDER_PORT}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(provider_app([]), port=PROVIDER_PORT) as base:
+        yield f"{base}/v1"
 
 
 def test_remote_chat_runs_from_the_editor_as_from_its_file(executor: Any,

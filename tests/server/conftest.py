@@ -49,3 +49,28 @@ def media_app(registry, tmp_path, test_pack) -> Iterator[TestClient]:
     with TestClient(create_app(settings, registry, executor)) as client:
         yield client
     executor.close()
+
+
+@pytest.fixture
+def make_app(registry, tmp_path) -> Iterator[Callable[..., TestClient]]:
+    """make_app(**settings) -> a started TestClient over a fresh home (LocalExecutor, saving
+    files where the app serves them from; the test home's models)."""
+    from engine.executors.local import LocalExecutor
+    from engine.files import FileStore
+    from engine.settings import get_settings
+
+    opened: list[tuple[TestClient, LocalExecutor]] = []
+
+    def make(**fields) -> TestClient:
+        home = tmp_path / f"home{len(opened)}"
+        home.mkdir()
+        (home / "models").symlink_to(get_settings().models_dir)
+        executor = LocalExecutor(registry, files=FileStore(home / "files"))
+        client = TestClient(create_app(Settings(home=home, **fields), registry, executor))
+        client.__enter__()
+        opened.append((client, executor))
+        return client
+    yield make
+    for client, executor in opened:
+        client.__exit__(None, None, None)
+        executor.close()

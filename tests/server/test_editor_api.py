@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -15,8 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from engine.executors.local import LocalExecutor
-from engine.files import FileStore
-from engine.settings import Settings, get_settings
+from engine.settings import Settings
 from server.app import create_app
 
 API = "/editor/api"
@@ -28,24 +26,8 @@ ADD_TOTAL = {"1": {"class_type": "MyAdd", "inputs": {"a": 10, "b": 20}},
 
 
 @pytest.fixture
-def editor(registry, tmp_path) -> Iterator:
-    """editor(**settings) -> a started TestClient over a fresh home (LocalExecutor)."""
-    opened: list[tuple[TestClient, LocalExecutor]] = []
-
-    def make(**fields) -> TestClient:
-        home = tmp_path / f"home{len(opened)}"
-        home.mkdir()
-        (home / "models").symlink_to(get_settings().models_dir)
-        # The executor writes results where this app serves them from.
-        executor = LocalExecutor(registry, files=FileStore(home / "files"))
-        client = TestClient(create_app(Settings(home=home, **fields), registry, executor))
-        client.__enter__()
-        opened.append((client, executor))
-        return client
-    yield make
-    for client, executor in opened:
-        client.__exit__(None, None, None)
-        executor.close()
+def editor(make_app):
+    return make_app
 
 
 def finished(client: TestClient, prompt_id: str) -> None:

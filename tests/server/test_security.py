@@ -3,15 +3,13 @@ cross-site requests, incognito, auth, uploads, decoders, shared files, honest se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from engine.executors.local import LocalExecutor
-from engine.settings import Settings, get_settings
+from engine.settings import Settings
 from server.app import create_app
 from tests.serving import serving
 
@@ -25,26 +23,6 @@ def capturing_provider(seen: list[dict]) -> FastAPI:
         seen.append({"auth": request.headers.get("authorization")})
         return {"object": "list", "data": [{"id": "m1"}]}
     return app
-
-
-@pytest.fixture
-def make_app(registry, tmp_path) -> Iterator:
-    """make_app(**settings) -> a started TestClient over a fresh home."""
-    opened: list[tuple[TestClient, LocalExecutor]] = []
-
-    def make(**fields) -> TestClient:
-        home = tmp_path / f"home{len(opened)}"
-        home.mkdir()
-        (home / "models").symlink_to(get_settings().models_dir)
-        executor = LocalExecutor(registry)
-        client = TestClient(create_app(Settings(home=home, **fields), registry, executor))
-        client.__enter__()
-        opened.append((client, executor))
-        return client
-    yield make
-    for client, executor in opened:
-        client.__exit__(None, None, None)
-        executor.close()
 
 
 # -- 1. stored keys go only to the provider's stored URL ------------------------------------
