@@ -28,9 +28,11 @@ def _typed(port_type: str, text: str, what: str) -> Any:
 
 @node("graph.Input", category="graph", display_name="Graph Input")
 class GraphInput(Node):
-    """One input of the graph: its name, type and value (the default when the graph is
-    saved as a file). Text is taken as written; other types are JSON (42, 0.5, true,
-    ["a", "b"], {"k": 1})."""
+    """One input of the graph: its name, type and value.
+
+    The value is the default when the graph is saved as a file. Text is taken as written;
+    other types are JSON (42, 0.5, true, ["a", "b"], {"k": 1}).
+    """
 
     name: str = Input("input", description="the graph input's name (${inputs.<name>})")
     type: str = Input("STRING", choices=list(PORT_TYPES), description="its port type")
@@ -61,8 +63,11 @@ class GraphOutput(Node):
 
 @node("graph.Template", category="graph", display_name="Graph Template")
 class GraphTemplate(Node):
-    """Text with values filled in: ${a} ... ${h} name the linked inputs, $${ writes a
-    literal ${. Values render as in a graph file's template strings."""
+    """Text with the linked values filled in.
+
+    ${a} ... ${h} name the linked inputs, $${ writes a literal ${. Values render as in a
+    graph file's template strings.
+    """
 
     template: str = Input("", multiline=True, description="text with ${a} ... ${h}")
     a: AnyValue = Input(optional=True)
@@ -84,8 +89,10 @@ class GraphTemplate(Node):
 
 @node("graph.Constant", category="graph", display_name="Graph Constant")
 class GraphConstant(Node):
-    """A constant for an input that only takes links (any type, lists, objects): text
-    is taken as written, other types are JSON."""
+    """A constant for an input that only takes links.
+
+    Any type, lists and objects included: text is taken as written, other types are JSON.
+    """
 
     type: str = Input("JSON", choices=list(PORT_TYPES), description="its port type")
     value: str = Input("", multiline=True,

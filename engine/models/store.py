@@ -98,7 +98,9 @@ class ModelStore:
 
 
 def _safe(model_id: str) -> bool:
-    return bool(model_id) and "/" not in model_id and not model_id.startswith(".")
+    # A NUL makes every file call raise ValueError (not OSError): never a model id.
+    return bool(model_id) and "/" not in model_id and "\x00" not in model_id \
+        and not model_id.startswith(".")
 
 
 def _size(path: Path) -> int:

@@ -68,7 +68,10 @@ def located(state: AppState, filename: str, subfolder: str, kind: str) -> Path:
         raise ApiError(404, "file_not_found", str(exc)) from exc
 
 
-@router.get(API + "/view", response_model=None)
+@router.get(API + "/view", response_model=None, response_class=Response, responses={
+    200: {"content": {t: {} for t in ("image/png", "image/jpeg", "image/webp", "image/gif",
+                                      "video/mp4", "audio/wav", "application/octet-stream")},
+          "description": "the file"}})
 def view(state: State, filename: str = Query(..., max_length=200), subfolder: str = "",
          type: str = "output", channel: str | None = None,  # noqa: A002 (ComfyUI's name)
          preview: str | None = None) -> Response:

@@ -83,7 +83,14 @@ def list_userdata(state: State, dir: str = Query(..., description="a folder of t
     return ordered
 
 
-@router.get(API + "/userdata/{file:path}")
+# A user file comes back as stored: workflows and settings files are JSON, the theme CSS,
+# anything else raw bytes.
+FILE_TYPES = {200: {"content": {"application/json": {}, "text/css": {},
+                                "application/octet-stream": {}},
+                    "description": "the file's bytes"}}
+
+
+@router.get(API + "/userdata/{file:path}", response_class=Response, responses=FILE_TYPES)
 def get_userdata(file: str, state: State, comfy_user: User = None) -> Response:
     user = user_of(comfy_user)
     relative = safe_relative(file)

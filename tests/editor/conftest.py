@@ -23,8 +23,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 SHOTS = Path(__file__).resolve().parents[2] / "test-results" / "editor"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module: Playwright's sync API keeps an event loop in this thread
+    while it is open, and later tests call asyncio.run()."""
     if not Path(CHROMIUM).exists():
         # `make test` installs it; failing here says so rather than skipping quietly.
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does)")

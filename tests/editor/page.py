@@ -69,7 +69,12 @@ class EditorPage:
     def settle(self) -> None:
         """Let boot-time work (jobs, settings writes) finish; close what opened itself."""
         self.page.wait_for_timeout(1500)
-        self.page.keyboard.press("Escape")
+        dialogs = self.page.get_by_role("dialog")
+        for _ in range(20):  # a fresh profile opens the template browser by itself
+            if dialogs.count() == 0:
+                break
+            self.page.keyboard.press("Escape")
+            self.page.wait_for_timeout(300)
 
     def open_blank(self) -> None:
         """The editor with a new, empty workflow in front."""
@@ -187,10 +192,17 @@ class EditorPage:
 
     def open_search(self, at: tuple[float, float]) -> Any:
         """Double-click the canvas at ``at`` (empty there) to open the node search box."""
-        self.page.mouse.click(*at)  # ends what the pointer last did, clears the selection
-        self.page.wait_for_timeout(600)
-        self.page.mouse.dblclick(*at)
-        return self.page.get_by_role("combobox", name="Add a node...")
+        search = self.page.get_by_role("combobox", name="Add a node...")
+        for _ in range(3):
+            self.page.mouse.click(*at)  # ends what the pointer last did, clears selection
+            self.page.wait_for_timeout(600)
+            self.page.mouse.dblclick(*at)
+            try:
+                search.wait_for(timeout=5000)
+                break
+            except Exception:  # noqa: BLE001 (Playwright's timeout: a dialog was closing)
+                continue
+        return search
 
     def search_results(self, query: str) -> list[str]:
         search = self.open_search((700, 860))
