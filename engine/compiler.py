@@ -102,7 +102,7 @@ def _graph_inputs(graph: Graph, given: dict[str, Any], found: _Collector,
         if name in given and (reason := _unusable(given[name])):
             found.add("invalid_input_type", f"graph input '{name}' {reason}", input=name)
         elif name in given:
-            value = _coerce(spec.type, given[name])
+            value = coerce(spec.type, given[name])
             problem = _constant_problem(spec.type, value, spec.min, spec.max, spec.choices)
             if problem:
                 found.add(problem[0], problem[1], input=name)
@@ -117,7 +117,7 @@ def _graph_inputs(graph: Graph, given: dict[str, Any], found: _Collector,
     return values
 
 
-def _coerce(port_type: str, value: Any) -> Any:
+def coerce(port_type: str, value: Any) -> Any:
     """Values given on a command line or in a query string arrive as text."""
     if not isinstance(value, str):
         if port_type == t.FLOAT and isinstance(value, int) and not isinstance(value, bool):
@@ -213,7 +213,7 @@ def _compile_node(node_id: str, given: dict[str, Any], definition: NodeDef, grap
             if reference.is_graph_input:
                 if reference.name in graph.inputs:
                     if reference.name in values:
-                        consts[name] = _coerce(input_spec.type, values[reference.name])
+                        consts[name] = coerce(input_spec.type, values[reference.name])
                         _check_constant(node_id, spec.type, input_spec, consts[name], found)
                 else:
                     found.add("unknown_graph_input", f"{reference} refers to a graph input "

@@ -75,6 +75,15 @@ class FileStore:
         return path.read_bytes()
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file under a temporary name, then rename it: a crash never leaves half a
+    file where a reader would find it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
 class ReadRefusedError(EngineError):
     """A path outside the folders nodes may read."""
 

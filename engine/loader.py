@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from engine.errors import GraphLoadError, shown
 from engine.graph import Graph, NodeInstance
-from engine.reference import linkable
+from engine.reference import escape, linkable
 from engine.workflow_model import is_ui_workflow
 
 
@@ -154,5 +154,5 @@ def _comfy_value(node_id: str, input_name: str, value: Any) -> Any:
         return value["__value__"]
     if isinstance(value, str) and "${" in value:
         # A literal "${" in a ComfyUI widget value is text, not one of our references.
-        return value.replace("${", "$${")
+        return escape(value)
     return value

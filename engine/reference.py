@@ -67,6 +67,11 @@ def parse(value: object) -> Ref | Template | None:
     return Template(tuple(parts))
 
 
+def escape(value: str) -> str:
+    """Literal text as a graph file writes it: ``${`` would start a reference."""
+    return value.replace("${", "$${")
+
+
 def unescape(value: str) -> str:
     """``$${`` writes a literal ``${`` in a graph file."""
     return value.replace("$${", "${")

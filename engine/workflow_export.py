@@ -15,7 +15,7 @@ from typing import Any
 from engine import workflow_layout as lay
 from engine.errors import GraphLoadError
 from engine.graph import Graph, GraphInput
-from engine.reference import Ref, Template, parse
+from engine.reference import Ref, Template, escape, parse, unescape
 from engine.registry import Registry
 from engine.spec import NodeSpec
 from engine.workflow_slots import CONTROL_FIXED, NodeSlots, node_slots, widget_default
@@ -32,14 +32,7 @@ from engine.workflow_ui import (
     output_key,
     valid_id,
 )
-from engine.workflow_values import (
-    PORT_TYPES,
-    TEMPLATE_SLOTS,
-    encode_value,
-    escape,
-    unescape,
-    value_type,
-)
+from engine.workflow_values import PORT_TYPES, TEMPLATE_SLOTS, encode_value, value_type
 
 GRAPH_INPUT, GRAPH_OUTPUT = "graph.Input", "graph.Output"
 GRAPH_TEMPLATE, GRAPH_CONSTANT = "graph.Template", "graph.Constant"

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from engine.graph import Graph, GraphInput, NodeInstance
+from engine.reference import escape
 from engine.registry import Registry
 from engine.workflow_export import GRAPH_CONSTANT, GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_TEMPLATE
 from engine.workflow_model import UiNode, parse_workflow
@@ -31,7 +32,7 @@ from engine.workflow_ui import (
     input_key,
     output_key,
 )
-from engine.workflow_values import decode_value, escape, placeholders
+from engine.workflow_values import decode_value, placeholders
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\$\{\s*([a-h])\s*\}")
 _NAME = re.compile(r"[A-Za-z0-9_\-]+")

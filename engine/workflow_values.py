@@ -15,7 +15,8 @@ from typing import Any
 from engine import types as t
 
 # The graph-input coercion the compiler applies to values given as text (CLI, query strings).
-from engine.compiler import _coerce as coerce_text  # noqa: F401  (re-exported on purpose)
+from engine.compiler import coerce as coerce_text
+from engine.reference import unescape
 
 # The port types graph.Input / graph.Constant offer; a graph input of another type cannot
 # be shown in the editor.
@@ -74,15 +75,6 @@ def shown_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return f"<{type(value).__name__}>"
-
-
-def escape(text: str) -> str:
-    """A widget's literal text as a graph file writes it (``${`` would be a reference)."""
-    return text.replace("${", "$${")
-
-
-def unescape(text: str) -> str:
-    return text.replace("$${", "${")
 
 
 def placeholders(template: str) -> list[str]:

@@ -1,12 +1,31 @@
-"""Turning run outputs into JSON: images become stored files, the rest plain values."""
+"""JSON in and out: bodies routes read by hand, and run outputs as JSON (images become
+stored files, the rest plain values)."""
 
 from __future__ import annotations
 
 import io
+import json
 import math
 from typing import Any
 
+from starlette.requests import Request
+
 from engine.files import FileStore
+
+
+async def read_json(request: Request) -> Any:
+    """A body the route reads by hand as JSON; None when empty. Bad JSON is a 400."""
+    from server.errors import ApiError
+
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
+    except ValueError as exc:  # also not UTF-8, and integers past Python's 4300 digits
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
 
 
 def jsonable(value: Any, files: FileStore) -> Any:

@@ -6,7 +6,6 @@ answering 401) stops the editor for good, so it always answers JSON.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from server.deps import State
 from server.errors import ApiError
+from server.serialize import read_json
 
 API = "/editor/api"
 INTERNAL = "/editor/internal"
@@ -111,22 +111,10 @@ def one_setting(setting_id: SettingId, state: State, comfy_user: User = None) ->
     return JSONResponse(state.editor_settings.get(user_of(comfy_user), setting_id))
 
 
-async def _body(request: Request) -> tuple[bool, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return False, None
-    try:
-        return True, json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the setting is nested too deeply") from None
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
-
-
 @router.post(API + "/settings")
 async def set_settings(request: Request, state: State, comfy_user: User = None) -> dict[str, Any]:
     user = user_of(comfy_user)
-    _, values = await _body(request)
+    values = await read_json(request)
     if not isinstance(values, dict) or not all(_SETTING.match(k) for k in values):
         raise ApiError(400, "invalid_settings", "send an object of setting ids to values")
     state.editor_settings.update(user, values)
@@ -138,8 +126,8 @@ async def set_setting(setting_id: SettingId, request: Request, state: State,
                       comfy_user: User = None) -> dict[str, Any]:
     """The body is the value; an empty body (the frontend storing ``undefined``) deletes."""
     user = user_of(comfy_user)
-    present, value = await _body(request)
-    state.editor_settings.update(user, {setting_id: value if present else None})
+    # None (an empty body, or null) deletes, as ComfyUI's settings do.
+    state.editor_settings.update(user, {setting_id: await read_json(request)})
     return {}
 
 

@@ -20,11 +20,12 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
 from engine.errors import EngineError
+from engine.files import write_atomic
 from engine.pictures import NAMES, decode_errors, open_picture
 from server.deps import State
 from server.editor.boot import API
 from server.errors import ApiError
-from server.routers.uploads import CHUNK
+from server.routers.uploads import read_capped
 from server.state import AppState
 
 router = APIRouter(tags=["editor"])
@@ -104,16 +105,6 @@ def _channel(path: Path, channel: str) -> Response:
     return Response(buffer.getvalue(), media_type="image/png")
 
 
-async def _read(upload: UploadFile, limit: int) -> bytes:
-    data = bytearray()
-    while chunk := await upload.read(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise ApiError(413, "file_too_large", f"uploads are limited to "
-                           f"{limit // 1024**2} MB")
-    return bytes(data)
-
-
 def _free_name(folder: Path, name: str, overwrite: bool) -> Path:
     """ComfyUI's rule: an existing name gets " (1)", " (2)"... unless overwriting."""
     path = folder / name
@@ -137,11 +128,8 @@ def _save_input(state: AppState, data: bytes, name: str, subfolder: str,
                                          ".tif", ".tiff"}:
         name += _SUFFIX.get(picture.format or "PNG", ".png")
     target = _inside(state.settings.input_dir, subfolder, name)
-    target.parent.mkdir(parents=True, exist_ok=True)
     target = _free_name(target.parent, target.name, overwrite)
-    temp = target.with_name(f".{target.name}.tmp")
-    temp.write_bytes(data)
-    temp.replace(target)
+    write_atomic(target, data)
     return UploadedImage(name=target.name, subfolder=_subfolder(subfolder), type="input")
 
 
@@ -155,7 +143,7 @@ async def upload_image(state: State, image: UploadFile, type: str = Form("input"
     if type != "input":
         raise ApiError(400, "invalid_type", "pictures are uploaded to the input folder "
                        "(type=input)")
-    data = await _read(image, state.settings.max_upload_mb * 1024**2)
+    data = await read_capped(image, state.settings.max_upload_mb)
     return await asyncio.to_thread(_save_input, state, data, image.filename or "",
                                    subfolder, _flag(overwrite))
 
@@ -175,7 +163,7 @@ async def upload_mask(state: State, image: UploadFile, original_ref: str = Form(
                      str(ref.get("type") or "input"))
     if not source.is_file():
         raise ApiError(404, "file_not_found", f"there is no file {ref['filename']!r}")
-    data = await _read(image, state.settings.max_upload_mb * 1024**2)
+    data = await read_capped(image, state.settings.max_upload_mb)
 
     def combine() -> UploadedImage:
         try:

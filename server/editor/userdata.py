@@ -20,10 +20,11 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from engine.files import write_atomic
 from server.deps import State
 from server.editor.boot import API, User, user_of
 from server.errors import ApiError
-from server.services.workflows import Workflows
+from server.services.workflows import Workflows, file_info
 
 router = APIRouter(tags=["editor"])
 MAX_FILE = 50 * 1024**2
@@ -49,12 +50,6 @@ def safe_relative(relative: str) -> str:
     return relative
 
 
-def _info(relative: str, path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": relative, "size": stat.st_size, "modified": int(stat.st_mtime * 1000),
-            "created": int(stat.st_ctime * 1000)}
-
-
 @router.get(API + "/userdata")
 def list_userdata(state: State, dir: str = Query(..., description="a folder of the user's"),  # noqa: A002
                   recurse: bool = False, split: bool = False, full_info: bool = False,
@@ -68,7 +63,7 @@ def list_userdata(state: State, dir: str = Query(..., description="a folder of t
         for path in walker:
             if path.is_file() and not path.is_symlink():
                 relative = path.relative_to(folder).as_posix()
-                entries[relative] = _info(relative, path)
+                entries[relative] = file_info(relative, path)
     if folder_name == "workflows":
         for relative, info in Workflows(state, user).listing().items():
             if recurse or "/" not in relative:
@@ -110,15 +105,8 @@ def get_userdata(file: str, state: State, comfy_user: User = None) -> Response:
     return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "no-cache"})
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)  # a crash never leaves half a workflow
-
-
 def _saved(relative: str, path: Path, full_info: bool) -> Any:
-    return _info(relative, path) if full_info else relative
+    return file_info(relative, path) if full_info else relative
 
 
 def _move_parts(request: Request) -> tuple[str, str] | None:
@@ -151,7 +139,7 @@ async def post_userdata(file: str, request: Request, state: State, overwrite: bo
     if path.is_dir():
         raise ApiError(409, "is_a_folder", f"{relative!r} is a folder")
     warning = workflows.saved(relative, data)
-    _write(path, data)
+    write_atomic(path, data)
     response = JSONResponse(_saved(relative, path, full_info))
     if warning:
         response.headers["X-HomePilot-Graph"] = warning[:300].encode("ascii", "replace").decode()

@@ -16,6 +16,7 @@ from engine.loader import graph_from_comfy
 from server.deps import State
 from server.editor.boot import FEATURE_FLAGS
 from server.errors import ApiError
+from server.serialize import read_json
 from server.services import comfy
 from server.services.nodestates import NodeStates, preview_frame
 from server.services.runs import RunRecord
@@ -60,18 +61,6 @@ def _json_request(model: type[BaseModel], required: bool) -> dict[str, Any]:
     """``openapi_extra`` declaring the JSON body a route reads by hand."""
     return {"requestBody": {"required": required, "content": {
         "application/json": {"schema": model.model_json_schema()}}}}
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
-    except ValueError as exc:  # also not UTF-8, and integers past Python's 4300 digits
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
 
 
 def _status_message(state: AppState, client_id: str | None = None) -> dict[str, Any]:
@@ -128,7 +117,7 @@ def needed_by(prompt: dict[str, Any], targets: list[str]) -> dict[str, Any]:
                                                                  "malformed or invalid"}})
 async def post_prompt(request: Request, state: State) -> Any:
     try:
-        body = await _json_body(request)
+        body = await read_json(request)
     except ApiError as exc:
         return JSONResponse(comfy.bad_body(exc.message), status_code=400)
     if not isinstance(body, dict) or not body.get("prompt"):
@@ -263,7 +252,7 @@ class InterruptIn(BaseModel):
 
 @router.post("/interrupt", openapi_extra=_json_request(InterruptIn, False))
 async def interrupt(request: Request, state: State) -> dict[str, Any]:
-    body = await _json_body(request)
+    body = await read_json(request)
     prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
     for record in _comfy_records(state):
         if not record.handle.done() and prompt_id in (None, record.run_id):

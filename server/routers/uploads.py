@@ -31,20 +31,24 @@ class Uploaded(BaseModel):
     url: str
 
 
-@router.post("/upload", response_model=Uploaded, status_code=201)
-async def upload(file: UploadFile, request: Request, state: State) -> Uploaded:
-    limit = state.settings.max_upload_mb * 1024 * 1024
+async def read_capped(file: UploadFile, max_mb: int) -> bytes:
+    """An uploaded file's bytes, refused (413) as soon as they pass ``max_mb``."""
     data = bytearray()
     while chunk := await file.read(CHUNK):
         data += chunk
-        if len(data) > limit:
-            raise ApiError(413, "file_too_large",
-                           f"File too large. Max {state.settings.max_upload_mb}MB.")
-    suffix = image_suffix(bytes(data[:16]))
+        if len(data) > max_mb * 1024 * 1024:
+            raise ApiError(413, "file_too_large", f"File too large. Max {max_mb}MB.")
+    return bytes(data)
+
+
+@router.post("/upload", response_model=Uploaded, status_code=201)
+async def upload(file: UploadFile, request: Request, state: State) -> Uploaded:
+    data = await read_capped(file, state.settings.max_upload_mb)
+    suffix = image_suffix(data[:16])
     if suffix is None:
         raise ApiError(415, "unsupported_media_type",
                        "only PNG, JPEG, WEBP and GIF images can be uploaded (checked by "
                        "content, not by name)")
-    file_id = await asyncio.to_thread(state.files.save, bytes(data), suffix)
+    file_id = await asyncio.to_thread(state.files.save, data, suffix)
     base = state.settings.public_base_url or str(request.base_url).rstrip("/")
     return Uploaded(url=f"{base.rstrip('/')}/files/{file_id}")

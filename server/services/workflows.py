@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
+from engine.files import write_atomic
 from engine.loader import load_graph
 from server.errors import ApiError
 from server.services.graphs import SUFFIXES, graph_names, graph_path
@@ -82,13 +83,13 @@ class Workflows:
         """Workflows that are graphs (relative to ``workflows/``) with their file info."""
         entries = {}
         for relative, name in self.shipped().items():
-            entries[relative] = _info(relative, graph_path(self.shipped_root, name))
+            entries[relative] = file_info(relative, graph_path(self.shipped_root, name))
         for name in graph_names(self.user_graphs):
             relative = f"{name}.json"
             if not (self.files / relative).is_file():
                 path = self._user_graph(name)
                 if path is not None:
-                    entries[relative] = _info(relative, path)
+                    entries[relative] = file_info(relative, path)
         return entries
 
     def read(self, relative: str) -> bytes | None:
@@ -129,10 +130,7 @@ class Workflows:
         except (ValueError, EngineError) as exc:
             log.warning("workflow %s saved, but not as a graph: %s", relative, exc)
             return f"saved, but not as a HomePilot graph: {exc}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.tmp")
-        temp.write_text(dump_graph(graph), encoding="utf-8")
-        temp.replace(target)
+        write_atomic(target, dump_graph(graph).encode("utf-8"))
         return None
 
     def moved(self, source: str, target: str, data: bytes) -> None:
@@ -150,7 +148,8 @@ class Workflows:
         return False
 
 
-def _info(relative: str, path: Path) -> dict[str, Any]:
+def file_info(relative: str, path: Path) -> dict[str, Any]:
+    """A user file as /api/userdata lists it (times in ms)."""
     stat = path.stat()
     return {"path": relative, "size": stat.st_size, "modified": int(stat.st_mtime * 1000),
             "created": int(stat.st_ctime * 1000)}
