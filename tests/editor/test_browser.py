@@ -83,7 +83,8 @@ def cli_picture(settings: dict[str, str]) -> Image.Image:
     return Image.open(get_settings().home / "files" / outputs["files"][0]).convert("RGB")
 
 
-def test_imagine_runs_with_step_progress_and_the_preview_matches_the_cli(editor, test_pack):
+def test_imagine_runs_with_step_progress_and_the_preview_matches_the_cli(editor, test_pack,
+                                                                      request):
     editor.open()
     editor.settle()
     editor.open_workflow("HomePilot", "imagine")
@@ -116,7 +117,14 @@ def test_imagine_runs_with_step_progress_and_the_preview_matches_the_cli(editor,
     picture = Image.open(io.BytesIO(bytes(shown))).convert("RGB")
     assert picture.size == (64, 64)
     expected = cli_picture({k: v for k, v in IMAGINE.items() if k != "preview"})
-    assert list(picture.getdata()) == list(expected.getdata())
+    if request.node.callspec.params["editor_url"] == "local":
+        # The same executor as the CLI's: the same kernels, so the same pixels.
+        assert list(picture.getdata()) == list(expected.getdata())
+    else:
+        # Across executors the kernels may differ (thread counts): the seed promise's bound.
+        diffs = [abs(a - b) for p, q in zip(picture.getdata(), expected.getdata(), strict=True)
+                 for a, b in zip(p, q, strict=True)]
+        assert sum(diffs) / len(diffs) < 1 and max(diffs) < 8
     assert editor.failed == [] and editor.errors == []
 
 
