@@ -149,13 +149,17 @@ def inherited(own: tuple[str, ...], inputs: Any) -> tuple[str, ...]:
     return tuple(merged)
 
 
-def started_event(handle: RunHandle, plan: Plan, to_run: list[str], cached: list[str]) -> None:
+def started_event(handle: RunHandle, plan: Plan, to_run: list[str],
+                  cached_ui: dict[str, dict[str, Any] | None]) -> None:
+    """`cached_ui` maps each cached node to the UI dict it showed when it ran (or None)."""
     handle.status = "running"
     handle.emit(Event("run_started", handle.run_id, data={
         "graph": plan.graph_name, "nodes": len(plan.nodes), "to_run": len(to_run),
         "executor": handle.executor}))
-    # Always sent, even empty: clients (ComfyUI's among them) wait for it.
-    handle.emit(Event("node_cached", handle.run_id, data={"nodes": cached}))
+    # Always sent, even empty: clients (ComfyUI's among them) wait for it. The UI of cached
+    # nodes travels with it because ComfyUI re-sends a cached output node's `executed`.
+    handle.emit(Event("node_cached", handle.run_id, data={
+        "nodes": list(cached_ui), "ui": {n: ui for n, ui in cached_ui.items() if ui}}))
 
 
 def finished_event(handle: RunHandle, result: RunResult) -> None:

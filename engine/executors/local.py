@@ -104,7 +104,8 @@ class Drive:
     def loop(self) -> None:
         handle, plan = self.handle, self.plan
         try:
-            started_event(handle, plan, self.to_run, self.cached_ids)
+            started_event(handle, plan, self.to_run,
+                          {n: self.results[n].ui for n in self.cached_ids})
             waiting = set(self.to_run)
             remaining = {n: sum(1 for d in plan.nodes[n].deps if d in waiting) for n in self.to_run}
             ready = deque(n for n in self.to_run if remaining[n] == 0)

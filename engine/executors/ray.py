@@ -257,7 +257,7 @@ class RayDrive:
         handle, plan = self.handle, self.plan
         try:
             to_run, cached = self.executor.split_cached(plan)
-            started_event(handle, plan, to_run, list(cached))
+            started_event(handle, plan, to_run, {n: e.ui for n, e in cached.items()})
             refs: dict[str, ray.ObjectRef] = {n: e.ref for n, e in cached.items()}
             self.keys = {n: e.key for n, e in cached.items()}
             self.ui = {n: e.ui for n, e in cached.items() if e.ui}

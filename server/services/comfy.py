@@ -271,8 +271,13 @@ def ws_messages(record: RunRecord, event: Event) -> list[tuple[str, dict[str, An
     if kind == "run_started":
         return [("execution_start", {"prompt_id": pid, "timestamp": int(event.ts * 1000)})]
     if kind == "node_cached":
+        # As ComfyUI does, a cached node that showed something shows it again, so a client
+        # waiting for `executed` gets its images from a fully cached resubmission too.
+        shown = [("executed", {"node": node, "display_node": node, "output": ui,
+                               "prompt_id": pid})
+                 for node, ui in (event.data.get("ui") or {}).items()]
         return [("execution_cached", {"nodes": event.data.get("nodes", []), "prompt_id": pid,
-                                      "timestamp": int(event.ts * 1000)})]
+                                      "timestamp": int(event.ts * 1000)}), *shown]
     if kind == "node_started":
         return [("executing", {"node": event.node_id, "display_node": event.node_id,
                                "prompt_id": pid})]

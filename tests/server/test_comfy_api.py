@@ -51,12 +51,22 @@ def test_a_prompt_runs_and_its_history_holds_the_ui_outputs(client):
 def test_an_identical_resubmission_is_all_cached(client):
     first = client.post("/prompt", json={"prompt": ADD_TOTAL}).json()["prompt_id"]
     client.app.state.homepilot.runs.get(first).handle.result(60)
-    second = client.post("/prompt", json={"prompt": ADD_TOTAL}).json()["prompt_id"]
-    client.app.state.homepilot.runs.get(second).handle.result(60)
-    entry = client.get(f"/history/{second}").json()[second]
+    client_id = uuid.uuid4().hex
+    with client.websocket_connect(f"/ws?clientId={client_id}") as socket:
+        socket.receive_text()
+        second = client.post("/prompt", json={"prompt": ADD_TOTAL,
+                                              "client_id": client_id}).json()["prompt_id"]
+        seen = wait_history(client, second, socket)
+    entry = seen["history"][second]
     cached = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_cached")
     assert cached["nodes"] == ["2"]
     assert entry["outputs"] == {"2": {"text": ["TOTAL=30"], "number": [30]}}
+    # Like ComfyUI, the cached output node shows its output again, and nothing runs.
+    frames = [f for f in seen["frames"] if f["type"] not in ("status", "progress_state")]
+    assert [f["type"] for f in frames] == ["execution_start", "execution_cached", "executed",
+                                          "executing"]
+    assert frames[2]["data"] == {"node": "2", "display_node": "2", "prompt_id": second,
+                                 "output": {"text": ["TOTAL=30"], "number": [30]}}
 
 
 def test_a_runtime_failure_is_an_execution_error(client):
