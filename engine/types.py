@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 # The built-in port types. Any other upper-case name is allowed too, so ComfyUI's
 # LATENT, MODEL, CONDITIONING ... fit without a table of their own.
@@ -37,10 +40,26 @@ class Port:
         return f"Port({self.type!r})"
 
 
+def _picture(value: Any, kind: str) -> Any:
+    """ComfyUI's nodes hand pictures over as float tensors (IMAGE B×H×W×C, MASK B×H×W,
+    values 0..1); HomePilot's nodes take PIL images. One picture crosses as a PIL image;
+    a batch of several cannot reach an input that takes one."""
+    torch = sys.modules.get("torch")  # no tensor can exist unless torch was imported
+    if torch is None or not isinstance(value, torch.Tensor):
+        return value
+    from nodes.comfy.value import mask_pictures, pictures_of
+
+    pictures = mask_pictures(value) if kind == MASK else pictures_of(value)
+    if len(pictures) != 1:
+        raise ValueError(f"a batch of {len(pictures)} pictures reached an input that takes "
+                         "one; split the batch first")
+    return pictures[0]
+
+
 # Aliases node authors annotate with; the value inside is whatever the domain uses
 # (a PIL image for IMAGE, a list of dicts for MESSAGES, ...).
-Image = Annotated[Any, Port(IMAGE)]
-Mask = Annotated[Any, Port(MASK)]
+Image = Annotated[Any, Port(IMAGE), BeforeValidator(lambda v: _picture(v, IMAGE))]
+Mask = Annotated[Any, Port(MASK), BeforeValidator(lambda v: _picture(v, MASK))]
 Video = Annotated[Any, Port(VIDEO)]
 Audio = Annotated[Any, Port(AUDIO)]
 Document = Annotated[Any, Port(DOCUMENT)]

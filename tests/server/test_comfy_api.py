@@ -12,17 +12,24 @@ ADD_TOTAL = {"1": {"class_type": "MyAdd", "inputs": {"a": 10, "b": 20}},
 
 
 def wait_history(client, prompt_id: str, socket) -> dict:
-    """Read ComfyUI frames until the prompt is done, as ComfyUI's example scripts do."""
-    frames = []
+    """Read ComfyUI frames until the prompt is done, as ComfyUI's example scripts do:
+    binary frames (latent previews) are counted and skipped."""
+    frames: list[dict] = []
+    previews = 0
     while True:
-        frame = json.loads(socket.receive_text())
+        message = socket.receive()
+        if message.get("bytes") is not None:
+            previews += 1
+            continue
+        frame = json.loads(message["text"])
         frames.append(frame)
         if frame["type"] in ("execution_error", "execution_interrupted"):
             break
         if frame["type"] == "executing" and frame["data"]["node"] is None \
                 and frame["data"]["prompt_id"] == prompt_id:
             break
-    return {"frames": frames, "history": client.get(f"/history/{prompt_id}").json()}
+    return {"frames": frames, "previews": previews,
+            "history": client.get(f"/history/{prompt_id}").json()}
 
 
 def test_a_prompt_runs_and_its_history_holds_the_ui_outputs(client):

@@ -1,0 +1,366 @@
+"""ComfyUI's KSampler on a diffusers UNet: the same noise, σ, model calls and samplers.
+
+The loop is k-diffusion's, as ComfyUI runs it: x lives at noise level σ; the *denoiser*
+``D(x, σ)`` asks the UNet for the clean latent (classifier-free guidance applied to the x0
+predictions); a sampler moves x down the σ schedule. Latents arrive raw (as the VAE
+encodes them) and leave raw; inside they are in model space (× the VAE's scaling factor).
+
+Randomness matches ComfyUI on a CPU: the initial noise is one ``randn`` of the latent's
+shape from a CPU generator seeded with ``seed``; ancestral samplers draw from a generator
+on the model's device seeded with ``seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodes.backends.sigmas import ModelSigmas, schedule
+
+# The samplers implemented, in ComfyUI's order (the first is its default). ComfyUI's other
+# names (SDE samplers need torchsde's Brownian tree, which is not installed; uni_pc, lms...)
+# are refused at validation with this list.
+SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2m",
+            "ddpm", "lcm", "ddim")
+
+Denoiser = Callable[[Any, Any], Any]  # (x, σ as a 0-d tensor) -> x0 prediction
+
+
+@dataclass
+class Conditioning:
+    """One CONDITIONING entry as the sampler uses it: the token embeddings and its dict."""
+
+    embeds: Any  # B×T×D
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    """Everything one KSampler call asks for (ComfyUI's KSampler/KSamplerAdvanced inputs)."""
+
+    latent: dict[str, Any]
+    positive: list[Conditioning]
+    negative: list[Conditioning]
+    seed: int
+    steps: int
+    cfg: float
+    sampler: str = "euler"
+    scheduler: str = "simple"
+    denoise: float = 1.0
+    add_noise: bool = True
+    start_at_step: int = 0
+    end_at_step: int = 10000
+    leftover_noise: bool = False
+    min_cfg: float | None = None  # VideoLinearCFGGuidance
+
+
+@dataclass
+class Model:
+    """What the sampler needs of a pipeline: its UNet, noise levels and latent scaling."""
+
+    unet: Any
+    sigmas: ModelSigmas
+    scale: float
+    shift: float = 0.0
+    device: str = "cpu"
+    dtype: Any = None
+
+
+def sigmas_for(model: Model, job: Job) -> list[float]:
+    """The σ this job walks, KSamplerAdvanced's start/end cuts applied."""
+    sigmas = schedule(model.sigmas, job.scheduler, job.steps, job.sampler, job.denoise)
+    if job.end_at_step < len(sigmas) - 1:
+        sigmas = sigmas[:job.end_at_step + 1]
+        if not job.leftover_noise:
+            sigmas[-1] = 0.0
+    if job.start_at_step > 0:
+        if job.start_at_step >= len(sigmas) - 1:
+            return []
+        sigmas = sigmas[job.start_at_step:]
+    return sigmas
+
+
+def initial_noise(samples: Any, seed: int, batch_index: list[int] | None) -> Any:
+    """ComfyUI's noise: one CPU randn of the latent's shape seeded with ``seed``; with a
+    ``batch_index``, single draws up to its largest entry and those picked."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(int(seed) % 2**64)
+    if not batch_index:
+        return torch.randn(samples.shape, generator=generator, dtype=torch.float32)
+    shape = (1, *samples.shape[1:])
+    draws = [torch.randn(shape, generator=generator, dtype=torch.float32)
+             for _ in range(max(batch_index) + 1)]
+    return torch.cat([draws[i] for i in batch_index])
+
+
+def sample(model: Model, job: Job) -> Generator[tuple[int, int, Any], None, Any]:
+    """Run the job, yielding ``(step, total, x0)`` after each step; returns the new raw
+    ``samples``. A consumer that stops iterating stops the run between steps."""
+    import torch
+
+    raw = job.latent["samples"].float()
+    sigmas = sigmas_for(model, job)
+    if len(sigmas) < 2:  # denoise 0 or a start past the end: nothing to do
+        return raw.clone()
+        yield  # a generator all the same
+    latent = (raw - model.shift) * model.scale if bool(raw.any()) else raw.clone()
+    noise = initial_noise(raw, job.seed, job.latent.get("batch_index")) if job.add_noise \
+        else torch.zeros_like(raw)
+    sigma_list = torch.tensor(sigmas, dtype=torch.float32)
+    first = float(sigma_list[0])
+    max_denoise = math.isclose(model.sigmas.sigma_max, first, rel_tol=1e-5) \
+        or first > model.sigmas.sigma_max
+    x = latent + noise * (math.sqrt(1.0 + first ** 2) if max_denoise else first)
+    denoiser = _denoiser(model, job, latent, noise)
+    total = len(sigmas) - 1
+    steps = _SAMPLER_FUNCTIONS[job.sampler](denoiser, x, sigma_list,
+                                            _step_noise(job.seed, model.device))
+    while True:
+        try:
+            step, x0 = next(steps)
+        except StopIteration as finished:
+            return finished.value / model.scale + model.shift
+        yield step + 1, total, x0
+
+
+# -- the denoiser -----------------------------------------------------------------------
+
+def _denoiser(model: Model, job: Job, latent: Any, noise: Any) -> Denoiser:
+    """D(x, σ): CFG over each conditioning entry, the noise mask kept in the loop."""
+    import torch
+
+    batch = latent.shape[0]
+    mask = _latent_mask(job.latent.get("noise_mask"), latent)
+    skip_negative = math.isclose(job.cfg, 1.0) and job.min_cfg is None
+
+    def predict(x: Any, sigma: Any, entries: list[Conditioning]) -> Any:
+        # Several entries (ConditioningCombine): each runs alone; x0s are averaged.
+        total = None
+        for entry in entries:
+            x0 = _x0(model, x, sigma, entry, batch)
+            total = x0 if total is None else total + x0
+        return total / len(entries)
+
+    def denoise(x: Any, sigma: Any) -> Any:
+        if mask is not None:
+            x = mask * x + (1 - mask) * (latent + sigma * noise)
+        positive = predict(x, sigma, job.positive)
+        if skip_negative:
+            x0 = positive
+        else:
+            negative = predict(x, sigma, job.negative)
+            scale: Any = job.cfg
+            if job.min_cfg is not None:  # VideoLinearCFGGuidance: per-frame cfg ramp
+                scale = torch.linspace(job.min_cfg, job.cfg, batch).reshape(batch, 1, 1, 1)
+            x0 = negative + scale * (positive - negative)
+        if mask is not None:
+            x0 = mask * x0 + (1 - mask) * latent
+        return x0
+
+    return denoise
+
+
+def _x0(model: Model, x: Any, sigma: Any, entry: Conditioning, batch: int) -> Any:
+    """The UNet's clean-latent prediction at σ (ε or v prediction), in model space."""
+    import torch
+
+    embeds = entry.embeds
+    if embeds.shape[0] != batch:
+        embeds = embeds.repeat(math.ceil(batch / embeds.shape[0]), 1, 1)[:batch]
+    sigma_b = sigma.reshape(1).repeat(batch).reshape(batch, 1, 1, 1)
+    c_in = 1.0 / (sigma_b ** 2 + 1.0) ** 0.5
+    timestep = model.sigmas.timestep(sigma.reshape(1)).float().repeat(batch)
+    model_in = x * c_in
+    if model.unet.config.in_channels == 9:  # an inpainting UNet reads mask and image too
+        model_in = torch.cat([model_in, *_inpaint_concat(model, entry, x)], dim=1)
+    dtype = model.dtype or torch.float32
+    with torch.no_grad():
+        out = model.unet(model_in.to(model.device, dtype), timestep.to(model.device),
+                         encoder_hidden_states=embeds.to(model.device, dtype)).sample
+    out = out.float().cpu()
+    if model.sigmas.prediction == "v_prediction":
+        return x / (sigma_b ** 2 + 1.0) - out * sigma_b / (sigma_b ** 2 + 1.0) ** 0.5
+    return x - out * sigma_b
+
+
+def _inpaint_concat(model: Model, entry: Conditioning, x: Any) -> list[Any]:
+    """[mask, masked-image latent] for a 9-channel UNet, from InpaintModelConditioning's
+    ``concat_mask``/``concat_latent_image`` (missing ones: no mask, a blank image)."""
+    import torch
+
+    size = x.shape[-2:]
+    concat = entry.extra.get("concat_latent_image")
+    if concat is None:
+        image = torch.zeros_like(x)
+    else:
+        image = (concat.float() - model.shift) * model.scale
+        if image.shape[-2:] != size:
+            image = torch.nn.functional.interpolate(image, size=size, mode="bilinear")
+    mask = entry.extra.get("concat_mask")
+    if mask is None:
+        mask = torch.zeros((x.shape[0], 1, *size))
+    else:
+        mask = mask.float().reshape(-1, 1, *mask.shape[-2:])
+        mask = torch.nn.functional.interpolate(mask, size=size, mode="bilinear").round()
+    return [_batched(mask, x.shape[0]), _batched(image, x.shape[0])]
+
+
+def _batched(tensor: Any, batch: int) -> Any:
+    if tensor.shape[0] == batch:
+        return tensor
+    return tensor.repeat(math.ceil(batch / tensor.shape[0]), 1, 1, 1)[:batch]
+
+
+def _latent_mask(noise_mask: Any, latent: Any) -> Any:
+    """The LATENT's noise_mask at latent size (bilinear, not rounded), over all channels."""
+    import torch
+
+    if noise_mask is None:
+        return None
+    mask = noise_mask.float().reshape(-1, 1, *noise_mask.shape[-2:])
+    mask = torch.nn.functional.interpolate(mask, size=latent.shape[-2:], mode="bilinear")
+    return _batched(mask.repeat(1, latent.shape[1], 1, 1), latent.shape[0])
+
+
+def _step_noise(seed: int, device: str) -> Callable[[Any], Any]:
+    """Per-step noise for ancestral samplers: randn of x's shape from a generator on the
+    model's device seeded with ``seed`` (ComfyUI's default noise sampler)."""
+    import torch
+
+    generator = torch.Generator(device).manual_seed(int(seed) % 2**64)
+
+    def draw(x: Any) -> Any:
+        return torch.randn(x.shape, generator=generator, device=device).float().cpu()
+
+    return draw
+
+
+# -- the samplers (k-diffusion's algorithms, as ComfyUI ships them) ------------------------
+
+# A sampler yields (step index, x0) after each step and returns the final x.
+Steps = Generator[tuple[int, Any], None, Any]
+Sampler = Callable[[Denoiser, Any, Any, Callable[[Any], Any]], Steps]
+
+
+def _ancestral(sigma: float, sigma_next: float) -> tuple[float, float]:
+    """σ_down, σ_up of an ancestral step with eta 1."""
+    if sigma_next == 0:
+        return 0.0, 0.0
+    up = min(sigma_next, (sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2) ** 0.5)
+    return (sigma_next ** 2 - up ** 2) ** 0.5, up
+
+
+def _euler(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+    for i in range(len(sigmas) - 1):
+        x0 = denoise(x, sigmas[i])
+        x = x + (x - x0) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        yield i, x0
+    return x
+
+
+def _euler_ancestral(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+    for i in range(len(sigmas) - 1):
+        x0 = denoise(x, sigmas[i])
+        down, up = _ancestral(float(sigmas[i]), float(sigmas[i + 1]))
+        x = x + (x - x0) / sigmas[i] * (down - sigmas[i])
+        if sigmas[i + 1] > 0:
+            x = x + noise(x) * up
+        yield i, x0
+    return x
+
+
+def _heun(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+    for i in range(len(sigmas) - 1):
+        x0 = denoise(x, sigmas[i])
+        d = (x - x0) / sigmas[i]
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == 0:  # the last step is plain Euler
+            x = x + d * dt
+        else:
+            x2 = x + d * dt
+            d2 = (x2 - denoise(x2, sigmas[i + 1])) / sigmas[i + 1]
+            x = x + (d + d2) / 2 * dt
+        yield i, x0
+    return x
+
+
+def _dpm_2(denoise: Denoiser, x: Any, sigmas: Any, noise: Any,
+           ancestral: bool = False) -> Steps:
+    for i in range(len(sigmas) - 1):
+        x0 = denoise(x, sigmas[i])
+        d = (x - x0) / sigmas[i]
+        target, up = sigmas[i + 1], 0.0
+        if ancestral:
+            down, up = _ancestral(float(sigmas[i]), float(sigmas[i + 1]))
+            target = sigmas.new_tensor(down)
+        if target == 0:
+            x = x + d * (target - sigmas[i])
+        else:
+            mid = sigmas[i].log().lerp(target.log(), 0.5).exp()
+            x2 = x + d * (mid - sigmas[i])
+            d2 = (x2 - denoise(x2, mid)) / mid
+            x = x + d2 * (target - sigmas[i])
+        if ancestral and sigmas[i + 1] > 0:
+            x = x + noise(x) * up
+        yield i, x0
+    return x
+
+
+def _dpmpp_2m(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+    previous = None
+    for i in range(len(sigmas) - 1):
+        x0 = denoise(x, sigmas[i])
+        t, t_next = -sigmas[i].log(), -sigmas[i + 1].log()
+        h = t_next - t
+        if previous is None or sigmas[i + 1] == 0:  # first order at both ends
+            x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * x0
+        else:
+            h_last = t - (-sigmas[i - 1].log())
+            r = h_last / h
+            blended = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous
+            x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * blended
+        previous = x0
+        yield i, x0
+    return x
+
+
+def _ddpm(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+    """DDPM's ancestral step in σ space (k-diffusion's ``sample_ddpm``)."""
+    for i in range(len(sigmas) - 1):
+        x0 = denoise(x, sigmas[i])
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        alpha_cumprod = 1 / (sigma ** 2 + 1)
+        alpha_cumprod_prev = 1 / (sigma_next ** 2 + 1)
+        alpha = alpha_cumprod / alpha_cumprod_prev
+        eps = (x - x0) / sigma
+        mu = (1.0 / alpha).sqrt() * (x * (1 / (sigma ** 2 + 1)).sqrt()
+                                     - (1 - alpha) * eps / (1 - alpha_cumprod).sqrt())
+        if sigma_next > 0:
+            mu = mu + ((1 - alpha) * (1.0 - alpha_cumprod_prev)
+                       / (1.0 - alpha_cumprod)).sqrt() * noise(x)
+        x = mu * (sigma_next ** 2 + 1).sqrt()
+        yield i, x0
+    return x
+
+
+def _lcm(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+    for i in range(len(sigmas) - 1):
+        x0 = denoise(x, sigmas[i])
+        x = x0
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise(x)
+        yield i, x0
+    return x
+
+
+_SAMPLER_FUNCTIONS: dict[str, Sampler] = {
+    "euler": _euler, "euler_ancestral": _euler_ancestral, "heun": _heun,
+    "dpm_2": _dpm_2,
+    "dpm_2_ancestral": lambda d, x, s, n: _dpm_2(d, x, s, n, ancestral=True),
+    "dpmpp_2m": _dpmpp_2m, "ddpm": _ddpm, "lcm": _lcm,
+    "ddim": _euler,  # ComfyUI's ddim is its Euler sampler
+}
+

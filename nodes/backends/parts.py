@@ -1,0 +1,106 @@
+"""A diffusion pipeline's parts as ComfyUI's core nodes use them, called on its host.
+
+CLIPTextEncode, KSampler, VAEDecode and VAEEncode hold only a handle naming the model;
+the work runs here, beside the resident weights. What crosses the wire is small: token
+embeddings, latents and pictures as tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from nodes.backends.ksampler import SAMPLERS, Conditioning, Job, Model, sample
+from nodes.backends.prompt import encode
+from nodes.backends.sampler import latent_preview
+from nodes.backends.sigmas import SCHEDULERS, ModelSigmas
+
+VAE_RATIO = 8  # ComfyUI crops pictures to multiples of 8 before encoding
+
+
+class PartCalls:
+    """Mixed into a diffusers backend holding ``base`` (a Stable Diffusion pipeline)."""
+
+    base: Any
+    device: str
+
+    def _sd1_style(self) -> None:
+        if getattr(self.base, "text_encoder_2", None) is not None:
+            raise ValueError("this checkpoint has two text encoders (SDXL): ComfyUI's core "
+                             "nodes run SD 1.x/2.x checkpoints here so far")
+
+    def encode_text(self, text: str) -> list[list[Any]]:
+        """CLIPTextEncode: ``[[embeddings, {"pooled_output": pooled}]]``."""
+        self._sd1_style()
+        embeds, pooled = encode(self.base.tokenizer, self.base.text_encoder, text, self.device)
+        return [[embeds, {"pooled_output": pooled}]]
+
+    def vae_decode(self, samples: Any) -> Any:
+        """VAEDecode: raw latents to an IMAGE (B×H×W×3 in 0..1)."""
+        import torch
+
+        vae = self.base.vae
+        with torch.no_grad():
+            frames = samples.reshape(-1, *samples.shape[-3:]) if samples.ndim == 5 else samples
+            pixels = vae.decode(frames.to(self.device, vae.dtype)).sample.float().cpu()
+        return torch.clamp((pixels + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1)
+
+    def vae_encode(self, pixels: Any) -> Any:
+        """VAEEncode: an IMAGE to raw latents (the posterior's mean), after cropping each
+        side to a multiple of 8 around the centre and dropping alpha."""
+        import torch
+
+        vae = self.base.vae
+        image = pixels[..., :3]
+        height = image.shape[1] // VAE_RATIO * VAE_RATIO
+        width = image.shape[2] // VAE_RATIO * VAE_RATIO
+        if height == 0 or width == 0:
+            raise ValueError(f"a {image.shape[2]}x{image.shape[1]} picture is smaller than "
+                             f"the VAE's {VAE_RATIO} px grid")
+        top, left = (image.shape[1] % VAE_RATIO) // 2, (image.shape[2] % VAE_RATIO) // 2
+        image = image[:, top:top + height, left:left + width, :]
+        with torch.no_grad():
+            posterior = vae.encode((image.movedim(-1, 1) * 2.0 - 1.0).to(self.device, vae.dtype))
+        return posterior.latent_dist.mode().float().cpu()
+
+    def sampling_model(self) -> Model:
+        config = dict(self.base.scheduler.config)
+        vae = self.base.vae.config
+        return Model(unet=self.base.unet, sigmas=ModelSigmas.from_config(config),
+                     scale=float(getattr(vae, "scaling_factor", 0.18215) or 0.18215),
+                     shift=float(getattr(vae, "shift_factor", None) or 0.0),
+                     device=self.device, dtype=self.base.unet.dtype)
+
+    def ksample(self, latent: dict[str, Any], positive: list[list[Any]],
+                negative: list[list[Any]], preview: bool = False,
+                **settings: Any) -> Iterator[dict[str, Any]]:
+        """KSampler / KSamplerAdvanced: streams ``{"step", "total"[, "preview"]}`` after
+        each step, then ``{"samples"}`` (raw latents, the input's shape)."""
+        if settings.get("sampler", "euler") not in SAMPLERS:
+            raise ValueError(f"sampler {settings.get('sampler')!r} is not supported; one of "
+                             f"{', '.join(SAMPLERS)}")
+        if settings.get("scheduler", "simple") not in SCHEDULERS:
+            raise ValueError(f"scheduler {settings.get('scheduler')!r} is not supported; "
+                             f"one of {', '.join(SCHEDULERS)}")
+        job = Job(latent=latent, positive=_entries(positive), negative=_entries(negative),
+                  **settings)
+        steps = sample(self.sampling_model(), job)
+        while True:
+            try:
+                step, total, x0 = next(steps)
+            except StopIteration as finished:
+                yield {"samples": finished.value}
+                return
+            update: dict[str, Any] = {"step": step, "total": total}
+            if preview:
+                shown = latent_preview(x0[:1])
+                if shown:
+                    update["preview"] = shown
+            yield update
+
+
+def _entries(conditioning: list[list[Any]]) -> list[Conditioning]:
+    if not conditioning:
+        raise ValueError("a KSampler needs at least one conditioning entry on each side")
+    return [Conditioning(embeds=embeds, extra=dict(extra or {}))
+            for embeds, extra in conditioning]
