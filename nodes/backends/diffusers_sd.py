@@ -223,11 +223,11 @@ def _load(manifest: ModelManifest, weights: Path, dtype: Any) -> Any:
     from diffusers import DiffusionPipeline
 
     if weights.is_file():  # one .safetensors/.ckpt checkpoint, as Civitai ships them
-        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+        from nodes.backends.checkpoint import config_folder, load_single_file
 
-        loader = StableDiffusionXLPipeline if manifest.options.get("arch") == "sdxl" \
-            else StableDiffusionPipeline
-        return loader.from_single_file(str(weights), dtype=dtype, local_files_only=True)
+        # Its architecture comes from the local config folder the manifest names.
+        return load_single_file(weights, config_folder(manifest, weights), dtype,
+                                arch=manifest.options.get("arch") or "sd1")
     return DiffusionPipeline.from_pretrained(str(weights), dtype=dtype)
 
 

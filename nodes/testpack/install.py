@@ -1,8 +1,8 @@
 """Build the test pack into the model store and register it (marked as test models).
 
 Each model is saved through the same save/load path real models of its kind use
-(diffusers folders, a ``.pth`` state dict in Real-ESRGAN's layout), so tests exercise the
-real loading code.
+(diffusers folders, a ``.pth`` state dict in Real-ESRGAN's layout, a single-file SD 1.x
+checkpoint in the original LDM layout), so tests exercise the real loading code.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ TINY_SD = "test-sd-tiny"
 TINY_INPAINT = "test-sd-inpaint-tiny"
 TINY_UPSCALER = "test-upscaler-tiny"
 TINY_VIDEO = "test-video-tiny"
-TEST_MODELS = (TINY_SD, TINY_INPAINT, TINY_UPSCALER, TINY_VIDEO)
+# Sorts after TINY_SD on purpose: the store's default diffusion model is the first test
+# model by id, and the suite expects that to stay the diffusers-format TINY_SD.
+TINY_CHECKPOINT = "test-sd-tiny-ckpt"
+TEST_MODELS = (TINY_SD, TINY_INPAINT, TINY_UPSCALER, TINY_VIDEO, TINY_CHECKPOINT)
 
 DIFFUSERS = "nodes.backends.diffusers_sd:DiffusersBackend"
 
@@ -44,6 +47,11 @@ def _video(path: Path) -> None:
     build_tiny_svd(path)
 
 
+def _checkpoint(path: Path) -> None:
+    from nodes.testpack.checkpoint import build_tiny_checkpoint
+    build_tiny_checkpoint(path)
+
+
 # id -> (builder into a folder, manifest fields)
 _PACK: dict[str, tuple[Callable[[Path], None], dict]] = {
     TINY_SD: (_sd, dict(
@@ -64,6 +72,12 @@ _PACK: dict[str, tuple[Callable[[Path], None], dict]] = {
         backend="nodes.backends.diffusers_video:VideoBackend",
         resources=ModelResources(gpu=0.25, memory=64 * 1024**2),
         description="Tiny random-weight image-to-video pipeline for tests")),
+    TINY_CHECKPOINT: (_checkpoint, dict(
+        kind="diffusion", format="checkpoint", path="weights/tiny-sd1.safetensors",
+        backend=DIFFUSERS, options={"arch": "sd1", "config": "weights/config"},
+        resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
+        description="Tiny random-weight SD 1.x as one LDM-layout .safetensors checkpoint "
+                    "(Civitai's layout), with its diffusers config folder")),
 }
 
 
