@@ -10,7 +10,9 @@ from engine.registry import Registry, RegistrySource
 
 # Modules whose @node classes are built in. Heavy libraries are imported inside run().
 MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed",
-           "generate", "enhance", "video", "graph")
+           "generate", "enhance", "video", "graph",
+           # ComfyUI's core nodes, under ComfyUI's names
+           "comfy.latent", "comfy.picture", "comfy.mask", "comfy.files")
 
 
 def build_registry(custom_node_dirs: Sequence[str | Path] = ()) -> Registry:

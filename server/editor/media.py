@@ -1,8 +1,10 @@
 """``/api/view`` and ``/api/upload/image|mask``: pictures in and out of the editor.
 
 Our nodes show stored files as ``{"filename": <file id>, "subfolder": "", "type":
-"output"}``, so ``type=output`` reads the file store; ``type=input`` reads the input
-folder, where uploads go and from which ``image.Load`` lists its choices.
+"output"}``, so ``type=output`` reads the file store's folder, where ComfyUI's SaveImage
+also writes its named files (in subfolders too); ``type=temp`` reads
+``$HOMEPILOT_HOME/temp`` (PreviewImage); ``type=input`` reads the input folder, where
+uploads go and from which ``image.Load`` lists its choices.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
-from engine.errors import EngineError
 from engine.files import write_atomic
 from engine.pictures import NAMES, decode_errors, open_picture
 from server.deps import State
@@ -59,14 +60,11 @@ def _inside(root: Path, subfolder: str, name: str) -> Path:
 def located(state: AppState, filename: str, subfolder: str, kind: str) -> Path:
     if kind == "input":
         return _inside(state.settings.input_dir, subfolder, filename)
-    if kind not in ("output", "temp"):
-        raise ApiError(400, "invalid_type", "type must be output, input or temp")
-    if subfolder.strip("/"):
-        raise ApiError(404, "file_not_found", "stored files have no subfolders")
-    try:
-        return state.files.path(filename)
-    except EngineError as exc:
-        raise ApiError(404, "file_not_found", str(exc)) from exc
+    if kind == "output":  # the store's ids and ComfyUI's SaveImage names (sub/x_00001_.png)
+        return _inside(state.files.root, subfolder, filename)
+    if kind == "temp":  # PreviewImage's pictures, where folder_paths puts the temp folder
+        return _inside(state.settings.home / "temp", subfolder, filename)
+    raise ApiError(400, "invalid_type", "type must be output, input or temp")
 
 
 @router.get(API + "/view", response_model=None, response_class=Response, responses={
