@@ -63,13 +63,14 @@ class Registry:
             definition.spec.source = source
         self.register(definition, builtin=builtin)
 
-    def register_module(self, module: ModuleType, *, builtin: bool = True) -> list[str]:
+    def register_module(self, module: ModuleType, *, builtin: bool = True,
+                        source: str | None = None) -> list[str]:
         """Register every ``@node`` class defined in a module; returns their type ids."""
         found = []
         for value in vars(module).values():
             if isinstance(value, type) and "__node_def__" in value.__dict__ \
                     and value.__module__ == module.__name__:
-                self.register_class(value, builtin=builtin)
+                self.register_class(value, builtin=builtin, source=source)
                 found.append(value.__node_def__.spec.type)
         return found
 

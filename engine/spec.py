@@ -34,8 +34,8 @@ class InputSpec(BaseModel):
     type: str
     kind: Literal["required", "optional", "hidden"] = "required"
     default: Any = None
-    min: float | None = None
-    max: float | None = None
+    min: int | float | None = None  # an int bound stays exact (seeds reach 2^64-1)
+    max: int | float | None = None  # an int bound stays exact (seeds reach 2^64-1)
     step: float | None = None
     choices: list[Any] | None = None
     multiline: bool = False
@@ -75,7 +75,7 @@ class NodeSpec(BaseModel):
     idempotent: bool = True
     output_node: bool = False
     input_is_list: bool = False
-    source: str = "builtin"          # "builtin" or "custom_nodes.<pack>"
+    source: str = "builtin"          # "builtin", "nodes" (ComfyUI's core) or "custom_nodes.<pack>"
     api: Literal["homepilot", "comfy", "comfy_v3"] = "homepilot"
 
     def input(self, name: str) -> InputSpec | None:

@@ -12,6 +12,7 @@ from engine.registry import Registry, RegistrySource
 MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed",
            "generate", "enhance", "video", "graph",
            # ComfyUI's core nodes, under ComfyUI's names
+           "comfy.loader", "comfy.conditioning", "comfy.sampling", "comfy.vae",
            "comfy.latent", "comfy.picture", "comfy.mask", "comfy.files")
 
 
@@ -22,6 +23,9 @@ def build_registry(custom_node_dirs: Sequence[str | Path] = ()) -> Registry:
     dirs = [str(d) for d in custom_node_dirs]
     registry = Registry(RegistrySource(factory="nodes:build_registry", custom_node_dirs=dirs))
     for name in MODULES:
-        registry.register_module(importlib.import_module(f"nodes.{name}"))
+        # ComfyUI's core nodes carry its core module name, so its frontend lists them
+        # as core nodes rather than as a pack's.
+        registry.register_module(importlib.import_module(f"nodes.{name}"),
+                                 source="nodes" if name.startswith("comfy.") else None)
     load_packs(registry, dirs)
     return registry

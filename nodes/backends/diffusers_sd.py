@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.models.manifest import ModelManifest
 from nodes.backends.device import placement
+from nodes.backends.parts import PartCalls
 from nodes.backends.quiet import quiet_loading
 from nodes.backends.sampler import latent_preview, scheduler_for
 
@@ -38,7 +39,7 @@ class AbandonedError(RuntimeError):
     """A run stopped between steps because no caller wants its pictures any more."""
 
 
-class DiffusersBackend:
+class DiffusersBackend(PartCalls):
     grouped = {"text_to_image": MAX_GROUP, "image_to_image": MAX_GROUP,
                "inpaint": MAX_GROUP}
 

@@ -22,6 +22,11 @@ def mount(app: FastAPI) -> None:
         app.include_router(module.router, responses=errors.RESPONSES)
     app.include_router(comfy.router, prefix=boot.API, include_in_schema=False)
     app.include_router(comfy.router, prefix="/api", include_in_schema=False)
+    # ComfyUI API clients fetch their pictures at /view (and /api/view), as ComfyUI
+    # serves them: the editor's view, at those paths too.
+    for path in ("/view", "/api/view"):
+        app.add_api_route(path, media.view, methods=["GET"], response_model=None,
+                          include_in_schema=path == "/view", responses=errors.RESPONSES)
     app.add_api_websocket_route(frontend.BASE + "/ws", comfy.socket)
     app.include_router(extensions.files_router)
     app.include_router(frontend.router)

@@ -1,6 +1,7 @@
 """``folder_paths`` as packs use it: model folders and the output/input/temp folders.
 
-Folders live under $HOMEPILOT_HOME (models/<kind>, files, inputs, temp).
+Folders live under $HOMEPILOT_HOME (models/<kind>, files, input, temp): the input folder is
+the one uploads go to and LoadImage lists (``Settings.input_dir``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def get_output_directory() -> str:
 
 
 def get_input_directory() -> str:
-    return str(_home() / "inputs")
+    return str(get_settings().input_dir)
 
 
 def get_temp_directory() -> str:

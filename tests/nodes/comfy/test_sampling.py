@@ -9,7 +9,7 @@ from engine.loader import graph_from_comfy
 from nodes.backends.ksampler import Job, Model, initial_noise, sample
 from nodes.backends.prompt import chunks, weighted_segments
 from nodes.backends.sigmas import ModelSigmas, schedule
-from nodes.testpack.install import TINY_SD
+from nodes.testpack.install import TINY_CHECKPOINT, TINY_SD
 
 SD1 = ModelSigmas.from_config({"beta_schedule": "scaled_linear", "beta_start": 0.00085,
                                "beta_end": 0.012})
@@ -147,7 +147,7 @@ def test_advanced_start_and_end_cut_the_schedule():
 
 
 TXT2IMG = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_SD}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_CHECKPOINT}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
     "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
     "5": {"class_type": "EmptyLatentImage",
