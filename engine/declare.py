@@ -161,7 +161,17 @@ def _output_specs(outputs: type[NodeOutputs]) -> list[OutputSpec]:
 
 
 def _executor(cls: type[Node], names: tuple[str, ...]) -> Callable[..., NodeResult]:
+    # Inputs taking PIL pictures, which ComfyUI's nodes may hand over as tensors.
+    pictures = {name: _field_type(info, _extra(info).get("type"))
+                for name, info in cls.model_fields.items()
+                if any(isinstance(meta, t.AsPil) for meta in info.metadata)}
+
     def execute(inputs: dict[str, Any], ctx: NodeContext) -> NodeResult:
+        for name, kind in pictures.items():
+            if name in inputs:
+                value = inputs[name]
+                inputs[name] = [t.as_pil(v, kind) for v in value] \
+                    if isinstance(value, list) else t.as_pil(value, kind)
         # Inputs were validated against the schema when the graph was compiled;
         # model_construct skips re-validating them on every call.
         instance = cls.model_construct(**inputs)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
-
 # The built-in port types. Any other upper-case name is allowed too, so ComfyUI's
 # LATENT, MODEL, CONDITIONING ... fit without a table of their own.
 STRING = "STRING"
@@ -40,7 +38,13 @@ class Port:
         return f"Port({self.type!r})"
 
 
-def _picture(value: Any, kind: str) -> Any:
+class AsPil:
+    """Marks an IMAGE/MASK annotation whose node takes PIL images (see ``as_pil``)."""
+
+    __slots__ = ()
+
+
+def as_pil(value: Any, kind: str) -> Any:
     """ComfyUI's nodes hand pictures over as float tensors (IMAGE B×H×W×C, MASK B×H×W,
     values 0..1); HomePilot's nodes take PIL images. One picture crosses as a PIL image;
     a batch of several cannot reach an input that takes one."""
@@ -58,8 +62,8 @@ def _picture(value: Any, kind: str) -> Any:
 
 # Aliases node authors annotate with; the value inside is whatever the domain uses
 # (a PIL image for IMAGE, a list of dicts for MESSAGES, ...).
-Image = Annotated[Any, Port(IMAGE), BeforeValidator(lambda v: _picture(v, IMAGE))]
-Mask = Annotated[Any, Port(MASK), BeforeValidator(lambda v: _picture(v, MASK))]
+Image = Annotated[Any, Port(IMAGE), AsPil()]
+Mask = Annotated[Any, Port(MASK), AsPil()]
 Video = Annotated[Any, Port(VIDEO)]
 Audio = Annotated[Any, Port(AUDIO)]
 Document = Annotated[Any, Port(DOCUMENT)]

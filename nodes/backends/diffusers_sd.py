@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.models.manifest import ModelManifest
 from nodes.backends.device import placement
+from nodes.backends.ksampler import SAMPLERS as KSAMPLERS
 from nodes.backends.parts import PartCalls
 from nodes.backends.quiet import quiet_loading
 from nodes.backends.sampler import latent_preview, scheduler_for
@@ -124,6 +125,11 @@ class DiffusersBackend(PartCalls):
              pictures: Callable[[dict[str, Any]], dict[str, Any]],
              **common: Any) -> list[dict[str, Any]]:
         settings = calls[0]
+        if task == "text2img" and settings.get("sampler") in KSAMPLERS:
+            # ComfyUI's samplers run as ComfyUI runs them (see parts.PartCalls).
+            self._pipe(task)  # refuses an inpainting-only model as the pipeline would
+            return self.text_to_image_as_comfyui(calls, [_seeds(c) for c in calls], emit,
+                                                 AbandonedError)
         pipe = self._pipe(task)
         pipe.scheduler = scheduler_for(self._base_scheduler, settings.get("sampler", "default"),
                                        settings.get("scheduler", "normal"))

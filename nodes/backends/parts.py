@@ -7,7 +7,7 @@ embeddings, latents and pictures as tensors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nodes.backends.ksampler import SAMPLERS, Conditioning, Job, Model, sample
@@ -97,6 +97,44 @@ class PartCalls:
                 if shown:
                     update["preview"] = shown
             yield update
+
+
+    def text_to_image_as_comfyui(self, calls: list[dict[str, Any]], seeds: list[list[int]],
+                                 emit: Callable[[int | None, Any], bool],
+                                 abandoned: type[Exception]) -> list[dict[str, Any]]:
+        """image.TextToImage with one of ComfyUI's samplers: exactly the computation of
+        CLIPTextEncode ×2 → EmptyLatentImage → KSampler → VAEDecode → SaveImage, one
+        picture at a time (image i seeded seed + i), so the two give the same pixels."""
+        import torch
+
+        from nodes.comfy.value import pictures_of
+
+        factor = int(getattr(self.base, "vae_scale_factor", 8))
+        channels = int(self.base.vae.config.latent_channels)
+        results = []
+        for index, call in enumerate(calls):
+            positive = self.encode_text(call["prompt"])
+            negative = self.encode_text(call.get("negative_prompt") or "")
+            shape = (1, channels, call["height"] // factor, call["width"] // factor)
+            images = []
+            for number, seed in enumerate(seeds[index]):
+                samples = None
+                for update in self.ksample({"samples": torch.zeros(shape)}, positive, negative,
+                                           preview=bool(call.get("preview")), seed=seed,
+                                           steps=call["steps"], cfg=call["cfg"],
+                                           sampler=call["sampler"],
+                                           scheduler=call["scheduler"]):
+                    if "samples" in update:
+                        samples = update["samples"]
+                        continue
+                    total = update["total"]
+                    shown = {**update, "step": number * total + update["step"],
+                             "total": len(seeds[index]) * total}
+                    if not emit(index, shown):
+                        raise abandoned(f"the request was cancelled at step {update['step']}")
+                images.extend(pictures_of(self.vae_decode(samples)))
+            results.append({"images": images, "seeds": seeds[index]})
+        return results
 
 
 def _entries(conditioning: list[list[Any]]) -> list[Conditioning]:

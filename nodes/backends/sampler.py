@@ -7,6 +7,8 @@ import base64
 import io
 from typing import Any
 
+from nodes.backends.ksampler import SAMPLERS as COMFY_SAMPLERS
+
 # ComfyUI sampler name -> (diffusers scheduler class, extra config)
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
@@ -19,7 +21,9 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
     "uni_pc": ("UniPCMultistepScheduler", {}),
 }
-SAMPLER_NAMES = ["default", *SAMPLERS]
+# ComfyUI's own samplers (nodes.backends.ksampler) draw text-to-image pictures exactly as
+# its KSampler does; the rest map to diffusers schedulers.
+SAMPLER_NAMES = ["default", *dict.fromkeys([*COMFY_SAMPLERS, *SAMPLERS])]
 # "normal" keeps the sampler's own sigma spacing; "karras" uses Karras et al.'s.
 SCHEDULER_NAMES = ["normal", "karras"]
 

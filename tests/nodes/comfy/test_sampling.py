@@ -172,3 +172,36 @@ def test_a_core_node_graph_samples_on_the_model_host(executor, test_pack):
     assert any(e.data.get("preview") for e in events if e.type == "node_progress")
     (shown,) = result.ui["9"]["images"]
     assert shown["type"] == "temp" and shown["filename"].endswith(".png")
+
+
+def test_the_core_graph_draws_the_pixels_of_text_to_image_with_the_same_settings(executor,
+                                                                               test_pack):
+    """Where both describe one computation (ComfyUI's euler/karras, the same prompt, cfg,
+    steps and seed), the core-node graph and image.TextToImage give the same pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.files import FileStore
+    from engine.settings import get_settings
+
+    prompt = {**TXT2IMG, "5": {"class_type": "EmptyLatentImage",
+                               "inputs": {"width": 64, "height": 64, "batch_size": 1}}}
+    prompt.pop("9")
+    prompt["10"] = {"class_type": "image.Save", "inputs": {"image": ["8", 0]}}
+    core = executor.run(graph_from_comfy(prompt), {}, timeout=300)
+    assert core.status == "success", core.error
+    ours = executor.run(graph_from_comfy({"1": {"class_type": "image.TextToImage", "inputs": {
+        "model": TINY_CHECKPOINT, "prompt": "a red fox", "negative_prompt": "", "width": 64,
+        "height": 64, "steps": 3, "cfg": 6.0, "seed": 7, "sampler": "euler",
+        "scheduler": "karras"}}, "2": {"class_type": "image.Save",
+                                       "inputs": {"image": ["1", 0]}}}), {}, timeout=300)
+    assert ours.status == "success", ours.error
+    store = FileStore(get_settings().home / "files")
+
+    def saved(result, node):
+        (entry,) = result.ui[node]["images"]
+        with Image.open(store.path(entry["filename"])) as image:
+            return np.asarray(image.convert("RGB"))
+
+    assert saved(core, "10").shape == (64, 64, 3)
+    assert np.array_equal(saved(core, "10"), saved(ours, "2"))
