@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import yaml
 from pydantic import ValidationError
 
 from engine.errors import GraphLoadError, shown
-from engine.graph import Graph, NodeInstance
+from engine.graph import Graph, GraphInput, NodeInstance
 from engine.reference import escape, linkable
+from engine.types import ANY
 from engine.workflow_model import is_ui_workflow
 
 
@@ -55,7 +57,7 @@ def graph_from_data(data: Any, default_name: str = "graph") -> Graph:
         raise GraphLoadError("a graph must be a mapping (our format) or a ComfyUI API-format "
                              f"prompt object, not {type(data).__name__}")
     if is_comfy_prompt(data):
-        return graph_from_comfy(data, name=default_name)
+        return graph_from_comfy(data, name=default_name, placeholders=True)
     if is_ui_workflow(data):
         raise GraphLoadError("this is a workflow as ComfyUI's editor saves it; convert it "
                              "first: homepilot graph export FILE --format yaml")
@@ -70,23 +72,52 @@ def graph_from_data(data: Any, default_name: str = "graph") -> Graph:
 
 
 def is_comfy_prompt(data: dict[str, Any]) -> bool:
-    """ComfyUI API format: every value is a node object with a ``class_type``."""
-    if not data or "nodes" in data:
+    """ComfyUI API format: every value is a node object with a ``class_type`` (beside an
+    optional top-level ``_meta`` object, as HomePilot's workflow files carry)."""
+    nodes = {k: v for k, v in data.items() if not _is_meta(k, v)}
+    if not nodes or "nodes" in data:
         return False
-    return all(isinstance(v, dict) and "class_type" in v for v in data.values())
+    return all(isinstance(v, dict) and "class_type" in v for v in nodes.values())
 
 
-def graph_from_comfy(prompt: Any, name: str = "prompt") -> Graph:
+def _is_meta(key: Any, value: Any) -> bool:
+    return key == "_meta" and isinstance(value, dict) and "class_type" not in value
+
+
+# HomePilot's workflow files mark what a caller fills in as ``{{name}}``.
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _placeholders(value: Any, found: dict[str, None]) -> Any:
+    """``"{{seed}}"`` becomes the graph input ``${inputs.seed}`` (so it takes a typed
+    value, as HomePilot's orchestrator substitutes it); ``"photo of {{prompt}}"`` a
+    template of it. Every name seen is noted in ``found``."""
+    if not isinstance(value, str) or "{{" not in value:
+        return value
+
+    def named(match: re.Match[str]) -> str:
+        found[match.group(1)] = None
+        return f"${{inputs.{match.group(1)}}}"
+
+    return _PLACEHOLDER.sub(named, value)
+
+
+def graph_from_comfy(prompt: Any, name: str = "prompt", placeholders: bool = False) -> Graph:
     """Translate ``{"3": {"class_type": ..., "inputs": {"a": ["4", 0]}}}`` to a graph.
 
     Links ``[node_id, index]`` become ``${node_id.index}``: outputs may be referenced by
-    position, which is how ComfyUI names them.
+    position, which is how ComfyUI names them. With ``placeholders`` (workflow files, not
+    prompts ComfyUI clients send), ``{{name}}`` in a value becomes the graph input ``name``.
     """
     if not isinstance(prompt, dict):
         raise GraphLoadError("a ComfyUI prompt must be an object of nodes by id, not "
                              f"{type(prompt).__name__}")
+    about = prompt.get("_meta") if _is_meta("_meta", prompt.get("_meta")) else {}
+    named: dict[str, None] = {}
     nodes: dict[str, NodeInstance] = {}
     for key, body in prompt.items():
+        if _is_meta(key, body):
+            continue
         # Ids are text in ComfyUI's JSON; YAML or Python callers may write numbers.
         node_id = _as_text(key, "node id")
         if node_id in nodes:  # 1 and "1", say
@@ -104,6 +135,8 @@ def graph_from_comfy(prompt: Any, name: str = "prompt") -> Graph:
                 raise GraphLoadError(f"node '{node_id}': input names must be text, not "
                                      f"{shown(input_name)}")
             converted[input_name] = _comfy_value(node_id, input_name, value)
+            if placeholders:
+                converted[input_name] = _placeholders(converted[input_name], named)
         meta = body.get("_meta")
         title = meta.get("title") if isinstance(meta, dict) else None
         class_type = body.get("class_type")
@@ -112,7 +145,16 @@ def graph_from_comfy(prompt: Any, name: str = "prompt") -> Graph:
         # The title is only shown, so one that is not text is dropped rather than refused.
         nodes[node_id] = NodeInstance(type=class_type, inputs=converted,
                                       title=title if isinstance(title, str) else None)
-    return Graph(name=name, nodes=nodes, outputs=_named_outputs(nodes), format="comfy")
+    # HomePilot's orchestrator fills every placeholder; a file may offer defaults for a
+    # person running it by hand in ``_meta.defaults`` (our addition; others ignore it).
+    defaults = about.get("defaults") if isinstance(about.get("defaults"), dict) else {}
+    inputs = {key: GraphInput(type=ANY, default=defaults.get(key),
+                              description=f"fills {{{{{key}}}}} in the workflow")
+              for key in named}
+    description = about.get("description") or about.get("title") or ""
+    return Graph(name=name, nodes=nodes, outputs=_named_outputs(nodes), format="comfy",
+                 inputs=inputs, description=description if isinstance(description, str)
+                 else "")
 
 
 # The editor's node for one named graph output (nodes/graph.py).
