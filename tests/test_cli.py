@@ -280,3 +280,24 @@ def test_a_second_server_starts_its_own_ray_with_its_dashboard_on_a_free_port(tm
     assert f"Ray dashboard port {wanted} is taken" in output
     assert f"RAY_ADDRESS={one_status['ray_address']} is ignored" in output
     assert no_survivors(below) == set()
+
+
+def test_run_fills_the_placeholders_of_a_comfyui_workflow_file(test_pack):
+    """HomePilot's workflow files: --set fills {{placeholders}}, whole-string ones typed."""
+    workflow = Path(__file__).resolve().parents[1] / "graphs" / "comfy" / "txt2img.json"
+    home = get_settings().home  # the test home: its model store holds the test pack
+    done = homepilot("run", str(workflow), "--set", "prompt=a red fox", "--set", "seed=7",
+                     "--set", "ckpt_name=test-sd-tiny-ckpt", "--set", "width=64",
+                     "--set", "height=48", "--set", "steps=2", "--executor", "local",
+                     "--json", home=home, timeout=300)
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["status"] == "success"
+    (shown,) = body["ui"]["9"]["images"]
+    from PIL import Image
+
+    with Image.open(home / "files" / shown["subfolder"] / shown["filename"]) as picture:
+        assert picture.size == (64, 48)
+    missing = homepilot("run", str(workflow), "--set", "seed=7", "--executor", "local",
+                        home=home, timeout=300)
+    assert missing.returncode == 2 and "graph input 'prompt' is required" in missing.stderr

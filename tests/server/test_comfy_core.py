@@ -137,3 +137,24 @@ def test_object_info_describes_core_nodes_as_comfyui_does(client, test_pack):
                           "ImageToMask": "mask",
                           "InpaintModelConditioning": "conditioning/inpaint",
                           "ImagePadForOutpaint": "image"}
+
+
+@pytest.mark.parametrize("executor", ["local"], indirect=True)
+def test_graphs_validate_accepts_homepilot_workflow_files(client, test_pack):
+    from pathlib import Path
+
+    workflow = json.loads((Path(__file__).resolve().parents[2] / "graphs" / "comfy" /
+                           "edit.json").read_text())
+    checked = client.post("/graphs/validate", json={"graph": workflow}).json()
+    assert checked == {"ok": True, "issues": []}
+    bad = client.post("/graphs/validate", json={"graph": workflow, "inputs": {
+        "sampler_name": "uni_pc", "ckpt_name": "nope"}}).json()
+    assert bad["ok"] is False
+    assert {(i["node_id"], i["input"]) for i in bad["issues"] if i["node_id"]} == {
+        ("6", "sampler_name"), ("1", "ckpt_name")}
+    # with inputs given, the placeholders still unfilled are named too
+    assert {i["input"] for i in bad["issues"] if i["kind"] == "required_input_missing"} == {
+        "prompt", "seed", "image_path"}
+    # the library lists the shipped workflows by name, with their placeholders as inputs
+    listed = {g["name"]: g for g in client.get("/graphs").json()}
+    assert {"prompt", "image_path", "denoise"} <= set(listed["comfy/edit"]["inputs"])
