@@ -25,8 +25,14 @@ ALWAYS = math.nan
 
 
 # Where open choices come from (``Input(options_from=...)``): installed models of one or
-# more kinds, or the pictures in the input folder.
-OPTION_SOURCE = re.compile(r"models:[a-z]+(,[a-z]+)*|input_images")
+# more kinds, the pictures in the input folder, or the weight files in one of ComfyUI's
+# model folders ("folder:upscale_models" = $HOMEPILOT_HOME/models/upscale_models, listed
+# as ComfyUI lists it: relative paths with "/"). Sources joined by "|" are listed in turn.
+_SOURCE = r"(models:[a-z]+(,[a-z]+)*|input_images|folder:[a-z0-9_]+)"
+OPTION_SOURCE = re.compile(rf"{_SOURCE}(\|{_SOURCE})*")
+# The weight files a "folder:" source lists: those our loaders read (ComfyUI also lists
+# .pt2, .pkl and .sft).
+FOLDER_SUFFIXES = frozenset({".ckpt", ".pt", ".bin", ".pth", ".safetensors"})
 
 
 def Input(default: Any = PydanticUndefined, *, type: str | None = None,  # noqa: A002, N802
@@ -39,13 +45,14 @@ def Input(default: Any = PydanticUndefined, *, type: str | None = None,  # noqa:
 
     ``choices`` is a closed set: a graph naming anything else does not validate.
     ``options_from`` (``"models:diffusion"``, ``"models:inpaint,diffusion"``,
-    ``"input_images"``) and ``suggestions`` (fixed values such as ``"lanczos"``) are what
-    the editor offers in a list; they are not enforced, since a graph may name a model
-    or file installed later.
+    ``"input_images"``, ``"models:upscaler|folder:upscale_models"``) and ``suggestions``
+    (fixed values such as ``"lanczos"``) are what the editor offers in a list; they are
+    not enforced, since a graph may name a model or file installed later.
     """
     if options_from is not None and not OPTION_SOURCE.fullmatch(options_from):
         raise ValueError(f"options_from={options_from!r} is not a source of options; use "
-                         "'models:<kind>[,<kind>...]' or 'input_images'")
+                         "'models:<kind>[,<kind>...]', 'input_images' or "
+                         "'folder:<name>', several joined by '|'")
     if choices is not None and (options_from is not None or suggestions is not None):
         raise ValueError("an input has either closed choices or open options_from/"
                          "suggestions, not both")

@@ -44,7 +44,8 @@ class InputSpec(BaseModel):
     link_only: bool = False
     # Open choices: the editor lists values computed when it asks ("models:<kind>[,<kind>]"
     # for the installed models of those kinds, "input_images" for the pictures in the input
-    # folder), plus the fixed ``suggestions``. Never enforced: a graph may name a model or
+    # folder, "folder:<name>" for a ComfyUI model folder's files; "a|b" for both), plus the
+    # fixed ``suggestions``. Never enforced: a graph may name a model or
     # file that is not listed (yet); the node finds out when it runs.
     options_from: str | None = None
     suggestions: list[Any] | None = None

@@ -36,6 +36,7 @@ class UpscalerBackend:
         self.scale = model.scale
         self.arch = model.arch
         self.in_channels = model.in_channels
+        self.out_channels = model.out_channels
         self.memory_bytes = manifest.resources.memory or sum(
             p.numel() * p.element_size() for p in self.module.parameters())
 
@@ -71,7 +72,37 @@ class UpscalerBackend:
             result.putalpha(alpha.resize(result.size, Image.Resampling.LANCZOS))
         yield {"image": result, "scale": self.scale, "arch": self.arch}
 
+    def upscale_tensor(self, image: torch.Tensor, tile: int = 512,
+                       overlap: int = 32) -> Iterator[dict[str, Any]]:
+        """ComfyUI's ImageUpscaleWithModel on an IMAGE tensor (B×H×W×C, 0..1): each item
+        in ramp-blended tiles (``nodes.backends.tiling``). Streams ``{"step", "total"}``
+        per tile, then ``{"image"}``: float32 B×(H·s)×(W·s)×C clamped to 0..1. A fourth
+        (alpha) channel beside an RGB net is resized bicubically, not by the net."""
+        from nodes.backends.tiling import run_tiles
+
+        channels = image.shape[-1]
+        if channels != self.in_channels and not (channels == 4 and self.in_channels == 3):
+            raise ValueError(f"this upscaler takes {self.in_channels}-channel pictures, "
+                             f"not {channels}-channel ones")
+        pixels = image.float().movedim(-1, 1)  # B×C×H×W, as the net takes it
+        items = []
+        for index in range(pixels.shape[0]):
+            colour = pixels[index:index + 1, :self.in_channels]
+            out = yield from run_tiles(colour, self._run_whole, tile, overlap, self.scale,
+                                       self.out_channels, index, pixels.shape[0])
+            if channels == 4:
+                alpha = torch.nn.functional.interpolate(
+                    pixels[index:index + 1, 3:], size=out.shape[-2:], mode="bicubic")
+                out = torch.cat([out, alpha], dim=1)
+            items.append(out.clamp(0, 1))
+        yield {"image": torch.cat(items).movedim(1, -1), "scale": self.scale}
+
     # -- tiles -------------------------------------------------------------------------
+
+    def _run_whole(self, part: torch.Tensor) -> torch.Tensor:
+        """The net on one 1×C×H×W input, as float32 on the CPU."""
+        with torch.inference_mode():  # per call: see _run_tile
+            return self.module(part.to(device=self.device, dtype=self.dtype)).float().cpu()
 
     def _run_tile(self, pixels: torch.Tensor, box: Box, overlap: int) -> torch.Tensor:
         """Run the net on ``box`` grown by ``overlap`` (clipped to the image) and return

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from engine.declare import FOLDER_SUFFIXES
 from engine.errors import ValidationIssue
 from engine.events import Event
 from engine.models.store import ModelStore
@@ -55,6 +56,11 @@ MAX_LISTED_FILES = 10_000
 def input_images(folder: Path) -> list[str]:
     """The pictures under ``folder`` as sorted relative paths with ``/`` (``sub/a.png``), as
     ComfyUI's LoadImage lists its input folder; hidden entries and symlinks are left out."""
+    return folder_files(folder, IMAGE_SUFFIXES)
+
+
+def folder_files(folder: Path, suffixes: frozenset[str]) -> list[str]:
+    """The files under ``folder`` with one of ``suffixes``, listed as ``input_images``."""
     found: list[str] = []
     if not folder.is_dir():
         return found
@@ -63,7 +69,7 @@ def input_images(folder: Path) -> list[str]:
         base = Path(root)
         for name in files:
             path = base / name
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES \
+            if name.startswith(".") or path.suffix.lower() not in suffixes \
                     or path.is_symlink():
                 continue
             found.append(path.relative_to(folder).as_posix())
@@ -76,18 +82,24 @@ def input_options(specs: Iterable[NodeSpec], model_store: ModelStore,
                   input_dir: Path) -> dict[str, list[str]]:
     """The values behind each ``options_from`` the specs use, computed once per request:
     ``models:<kind>[,<kind>]`` lists installed model ids (kind by kind), ``input_images``
-    the pictures in the input folder."""
+    the pictures in the input folder, ``folder:<name>`` the weight files in that model
+    folder (``$HOMEPILOT_HOME/models/<name>``); ``a|b`` lists a's values, then b's."""
     sources = {item.options_from for spec in specs for item in spec.inputs
                if item.options_from}
-    models = model_store.list() if any(s.startswith("models:") for s in sources) else []
-    options: dict[str, list[str]] = {}
-    for source in sources:
-        if source == "input_images":
-            options[source] = input_images(input_dir)
-        elif source.startswith("models:"):
-            kinds = source.removeprefix("models:").split(",")
-            options[source] = [m.id for kind in kinds for m in models if m.kind == kind]
-    return options
+    models = model_store.list() if any("models:" in s for s in sources) else []
+    listed: dict[str, list[str]] = {}
+    for part in {part for source in sources for part in source.split("|")}:
+        if part == "input_images":
+            listed[part] = input_images(input_dir)
+        elif part.startswith("models:"):
+            kinds = part.removeprefix("models:").split(",")
+            listed[part] = [m.id for kind in kinds for m in models if m.kind == kind]
+        elif part.startswith("folder:"):
+            listed[part] = folder_files(model_store.root / part.removeprefix("folder:"),
+                                        FOLDER_SUFFIXES)
+    return {source: list(dict.fromkeys(value for part in source.split("|")
+                                       for value in listed.get(part, [])))
+            for source in sources}
 
 
 def object_infos(specs: Iterable[NodeSpec], model_store: ModelStore,
