@@ -13,8 +13,8 @@ MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed
            "generate", "enhance", "video", "graph",
            # ComfyUI's core nodes, under ComfyUI's names
            "comfy.loader", "comfy.conditioning", "comfy.sampling", "comfy.vae",
-           "comfy.latent", "comfy.picture", "comfy.mask", "comfy.files", "comfy.upscale",
-           "comfy.background")
+           "comfy.latent", "comfy.picture", "comfy.mask", "comfy.files", "comfy.video",
+           "comfy.upscale", "comfy.background")
 
 
 def build_registry(custom_node_dirs: Sequence[str | Path] = ()) -> Registry:

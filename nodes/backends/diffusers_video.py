@@ -38,6 +38,7 @@ from engine.models.manifest import ModelManifest
 from nodes.backends.device import placement
 from nodes.backends.motion import fit_still
 from nodes.backends.quiet import quiet_loading
+from nodes.backends.svd import SvdCalls
 
 SEED_MAX = 2**31 - 1
 DEFAULT_BUCKET = 127  # SVD's motion_bucket_id default
@@ -53,7 +54,7 @@ def motion_bucket(motion: float) -> int:
     return min(max(round(DEFAULT_BUCKET * float(motion)), 0), 255)
 
 
-class VideoBackend:
+class VideoBackend(SvdCalls):  # SvdCalls: ComfyUI's img2vid nodes on the same pipeline
     def __init__(self, manifest: ModelManifest, weights: Path, device: str) -> None:
         import torch
 

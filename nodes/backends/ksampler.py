@@ -66,6 +66,9 @@ class Model:
     shift: float = 0.0
     device: str = "cpu"
     dtype: Any = None
+    # A model family with its own call (SVD's EDM UNet, nodes.backends.svd): the x0 of one
+    # entry, (x, σ, entry) -> x0 in model space. None: the SD UNet call of ``_x0``.
+    predict: Callable[[Any, Any, Conditioning], Any] | None = None
 
 
 def sigmas_for(model: Model, job: Job) -> list[float]:
@@ -167,6 +170,8 @@ def _x0(model: Model, x: Any, sigma: Any, entry: Conditioning, batch: int) -> An
     """The UNet's clean-latent prediction at σ (ε or v prediction), in model space."""
     import torch
 
+    if model.predict is not None:
+        return model.predict(x, sigma, entry)
     embeds = entry.embeds
     if embeds.shape[0] != batch:
         embeds = embeds.repeat(math.ceil(batch / embeds.shape[0]), 1, 1)[:batch]

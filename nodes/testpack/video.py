@@ -2,7 +2,9 @@
 
 Same parts as the real SVD checkpoints (a spatio-temporal UNet, a VAE with a temporal
 decoder, a CLIP vision encoder and its image processor, SVD's Euler scheduler), at a few
-MB: the VAE has two blocks (scale factor 2), so a 64×64 clip denoises 32×32 latents.
+MB. The VAE has SVD's four levels (scale factor 8), with 32 channels each (its group
+norms take 32 groups), because ComfyUI's SVD_img2vid_Conditioning makes latents of
+H/8 × W/8: a 64×64 clip denoises 8×8 latents.
 The CLIP encoder keeps SVD's 224×224 input (the pipeline always resizes to that), with
 32-pixel patches so it stays small.
 
@@ -54,7 +56,7 @@ def build_tiny_svd(folder: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     unet = UNetSpatioTemporalConditionModel(
-        sample_size=32, in_channels=8, out_channels=4,  # noise latents + image latents
+        sample_size=8, in_channels=8, out_channels=4,  # noise latents + image latents
         down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
         block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
@@ -62,8 +64,7 @@ def build_tiny_svd(folder: Path, seed: int = 0) -> Path:
         projection_class_embeddings_input_dim=3 * TIME_EMBED, num_frames=14)
     vae = AutoencoderKLTemporalDecoder(
         in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        block_out_channels=(32, 64))
+        down_block_types=("DownEncoderBlock2D",) * 4, block_out_channels=(32,) * 4)
     image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=32, projection_dim=32, intermediate_size=37, num_hidden_layers=2,
         num_attention_heads=4, image_size=224, patch_size=32))
