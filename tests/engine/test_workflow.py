@@ -392,8 +392,8 @@ def test_a_workflow_with_a_node_that_is_not_installed_is_refused(registry: Regis
     from engine.errors import GraphLoadError
 
     workflow = editor_workflow()
-    workflow["nodes"][0]["type"] = "KSampler"
-    with pytest.raises(GraphLoadError, match="KSampler"):
+    workflow["nodes"][0]["type"] = "FaceDetailer"
+    with pytest.raises(GraphLoadError, match="FaceDetailer"):
         workflow_to_graph(workflow, registry)
 
 
@@ -665,7 +665,7 @@ def test_running_an_editor_workflow_file_says_to_convert_it_first(registry: Regi
 
 def test_export_of_a_file_that_is_no_graph_says_why(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text('{"nodes": [{"id": 1, "type": "KSampler", "pos": [0, 0], '
+    bad.write_text('{"nodes": [{"id": 1, "type": "FaceDetailer", "pos": [0, 0], '
                    '"size": [1, 1]}], "links": []}')
     out = export(str(bad), "--format", "yaml")
-    assert out.exit_code != 0 and "KSampler" in out.output and "not installed" in out.output
+    assert out.exit_code != 0 and "FaceDetailer" in out.output and "not installed" in out.output
