@@ -165,3 +165,31 @@ def test_placeholders_without_values_are_refused_by_name(executor, test_pack):
         executor.run(load_graph(WORKFLOWS / "txt2img.json"), {"seed": 1}, timeout=60)
     missing = {i.input for i in refused.value.issues if i.kind == "required_input_missing"}
     assert missing == {"prompt", "ckpt_name"}
+
+
+def test_upscale_reaches_the_exact_size(executor, test_pack, input_dir):
+    from nodes.testpack.install import TINY_UPSCALER
+
+    result, _ = run(executor, "upscale", image_path=put(input_dir, "small.png",
+                                                        picture(5, (24, 16))),
+                    upscale_model=TINY_UPSCALER, width=90, height=50,
+                    outputs={"upscaled": "${3.0}"})
+    assert tuple(result.outputs["upscaled"].shape) == (1, 64, 96, 3)  # the model's ×4
+    (image,) = saved(result, "5")
+    assert image.shape == (50, 90, 3)
+
+
+def test_img2vid_makes_the_frames_asked_for(executor, test_pack, input_dir):
+    from nodes.testpack.install import TINY_VIDEO
+
+    result, events = run(executor, "img2vid", image_path=put(input_dir, "still.png",
+                                                             picture(6)),
+                         ckpt_name=TINY_VIDEO, width=64, height=64, frames=3, fps=8,
+                         steps=2, cfg=2.5, seed=3)
+    (entry,) = result.ui["7"]["images"]
+    assert result.ui["7"]["animated"] == [True]
+    store = FileStore(get_settings().home / "files")
+    with Image.open(store.root / entry["subfolder"] / entry["filename"]) as video:
+        assert (video.format, video.n_frames, video.size) == ("WEBP", 3, (64, 64))
+    assert [e.data["value"] for e in events if e.type == "node_progress"
+            and e.node_id == "5"] == [1, 2]
