@@ -74,6 +74,35 @@ def load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype | N
                                    **extra)
 
 
+# What each architecture's text encoder is stored as (the first hit decides).
+_ARCH_KEYS = (("conditioner.embedders.", "sdxl"), ("cond_stage_model.model.", "sd2"),
+              ("cond_stage_model.transformer.", "sd1"))
+
+
+def detect_arch(path: Path) -> str:
+    """sd1, sd2 or sdxl, from the checkpoint's key names (a .safetensors header is read
+    without its tensors)."""
+    path = Path(path)
+    names = _names(path)
+    if not any(name.startswith(UNET_PREFIX) for name in names):
+        raise CheckpointError(
+            f"{path.name}: no '{UNET_PREFIX}*' weights, so not an original (LDM-layout) "
+            "Stable Diffusion checkpoint (a lone UNet, VAE or LoRA file?)")
+    for prefix, arch in _ARCH_KEYS:
+        if any(name.startswith(prefix) for name in names):
+            return arch
+    raise CheckpointError(f"{path.name}: no text encoder weights of SD 1.x, 2.x or XL, so "
+                          "its architecture is not one loaded here")
+
+
+def _names(path: Path) -> list[str]:
+    if path.suffix.lower() in SAFETENSORS:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as opened:
+            return list(opened.keys())
+    return list(read_state_dict(path))
+
+
 def read_state_dict(path: Path) -> dict[str, Any]:
     """A checkpoint's tensors by name. ``.ckpt`` files are unpickled with
     ``weights_only=True`` (a pickle can run code; tensors and plain containers are all a
@@ -104,15 +133,5 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 def _check_layout(path: Path) -> None:
     """Refuse a file that is not an LDM-layout pipeline before diffusers reads it: its own
     error for that ("Weights for this component appear to be missing") does not say so.
-    A .safetensors header is read without the tensors; a .ckpt is read in full (memory-
-    mapped when zip-based) and diffusers reads it again."""
-    if path.suffix.lower() in SAFETENSORS:
-        from safetensors import safe_open
-        with safe_open(str(path), framework="pt") as opened:
-            names: Any = list(opened.keys())
-    else:
-        names = read_state_dict(path)
-    if not any(name.startswith(UNET_PREFIX) for name in names):
-        raise CheckpointError(
-            f"{path.name}: no '{UNET_PREFIX}*' weights, so not an original (LDM-layout) "
-            "Stable Diffusion checkpoint (a lone UNet, VAE or LoRA file?)")
+    A .ckpt is read in full (memory-mapped when zip-based) and diffusers reads it again."""
+    detect_arch(path)

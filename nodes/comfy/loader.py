@@ -2,14 +2,17 @@
 
 CheckpointLoaderSimple loads nothing itself. It names the model whose host holds the
 weights; the first node that calls into it makes the host load them, once, for every
-graph that names the same checkpoint.
+graph that names the same checkpoint. ``ckpt_name`` is an installed diffusion model or a
+single-file checkpoint in ``$HOMEPILOT_HOME/models/checkpoints`` (see ``folder``), whose
+architecture (SD 1.x, 2.x, XL) is read from its keys and whose diffusers-format config
+folder is ``models/configs/<arch>`` (no config can be fetched from the Hub here).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from engine.models.store import ModelStore
 from engine.sdk import (
     Input,
     ModelNotFoundError,
@@ -21,10 +24,13 @@ from engine.sdk import (
 )
 from engine.settings import get_settings
 from engine.types import Port
+from nodes.comfy.folder import ModelFolder, store
 from nodes.comfy.value import Component
 
 # The model kinds a checkpoint may have been installed as.
 CHECKPOINT_KINDS = ("diffusion", "inpaint")
+CHECKPOINTS = ModelFolder("checkpoints", "diffusion",
+                          "nodes.backends.diffusers_sd:DiffusersBackend", gpu=0.5)
 
 ModelPart = Annotated[Any, Port("MODEL")]
 ClipPart = Annotated[Any, Port("CLIP")]
@@ -32,20 +38,38 @@ VaePart = Annotated[Any, Port("VAE")]
 
 
 def installed_checkpoints() -> list[str]:
-    store = ModelStore(get_settings().models_dir)
-    return [m.id for m in store.list() if m.kind in CHECKPOINT_KINDS]
+    installed = [m.id for m in store().list() if m.kind in CHECKPOINT_KINDS]
+    return list(dict.fromkeys([*installed, *CHECKPOINTS.files()]))
 
 
-def checkpoint_kind(name: str) -> str:
-    """The kind ``name`` was installed as; raises ModelNotFoundError, listing what is."""
-    store = ModelStore(get_settings().models_dir)
+def checkpoint(name: str) -> tuple[str, str] | Path:
+    """(model id, kind) of an installed checkpoint, or the checkpoints folder's file;
+    raises ModelNotFoundError, listing what there is, for anything else."""
     try:
-        manifest = store.get(name)
+        manifest = store().get(name)
     except ModelNotFoundError:
         manifest = None
-    if manifest is None or manifest.kind not in CHECKPOINT_KINDS:
+    if manifest is not None and manifest.kind in CHECKPOINT_KINDS:
+        return manifest.id, manifest.kind
+    path = CHECKPOINTS.file(name)
+    if path is None:
         raise ModelNotFoundError(f"ckpt_name: {name!r} not in {installed_checkpoints()}")
-    return manifest.kind
+    return path
+
+
+def hosted(path: Path) -> str:
+    """The store id a loose checkpoint file is hosted under, with its architecture and
+    the config folder it needs; a clear error when that folder is missing."""
+    from nodes.backends.checkpoint import detect_arch
+
+    arch = detect_arch(path)
+    config = get_settings().models_dir / "configs" / arch
+    if not (config / "model_index.json").is_file():
+        raise ModelNotFoundError(
+            f"{path.name} is an {arch} checkpoint, and loading one needs its diffusers-format "
+            f"config folder at {config} (model_index.json, unet/, vae/, text_encoder/, "
+            "tokenizer/, scheduler/): nothing can be fetched from the Hub here")
+    return CHECKPOINTS.register(path, options={"arch": arch, "config": str(config)})
 
 
 def part(value: Any, expected: str, node_input: str) -> Component:
@@ -60,7 +84,7 @@ def part(value: Any, expected: str, node_input: str) -> Component:
 class CheckpointLoaderSimple(Node):
     """Loads a diffusion model checkpoint; diffusion models denoise latents."""
 
-    ckpt_name: str = Input(options_from="models:diffusion,inpaint",
+    ckpt_name: str = Input(options_from="models:diffusion,inpaint|folder:checkpoints",
                            description="The name of the checkpoint (model) to load.")
 
     class Outputs(NodeOutputs):
@@ -75,14 +99,15 @@ class CheckpointLoaderSimple(Node):
         if not isinstance(name, str):
             return []  # wired from another node: checked when it runs
         try:
-            checkpoint_kind(name)
+            checkpoint(name)
         except ModelNotFoundError as exc:
             return [("ckpt_name", str(exc))]
         return []
 
     def run(self, ctx: NodeContext) -> Outputs:
-        kind = checkpoint_kind(self.ckpt_name)
-        ctx.model(kind, self.ckpt_name)  # resolves now: a missing model fails here
+        found = checkpoint(self.ckpt_name)
+        model, kind = (hosted(found), CHECKPOINTS.kind) if isinstance(found, Path) else found
+        ctx.model(kind, model)  # resolves now: a missing model fails here
         return self.Outputs(**{
-            name: Component(model=self.ckpt_name, kind=kind, part=piece)
+            name: Component(model=model, kind=kind, part=piece)
             for name, piece in (("MODEL", "unet"), ("CLIP", "clip"), ("VAE", "vae"))})

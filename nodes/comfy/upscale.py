@@ -2,36 +2,26 @@
 resident host.
 
 ``model_name`` is either an installed model of kind "upscaler" or a weights file in
-ComfyUI's folder, ``$HOMEPILOT_HOME/models/upscale_models`` (a relative path with "/").
-A loose file is registered in the model store the first time a run names it, as a local
-manifest pointing at the file where it lies (id ``upscale-models-<file name>``): its
-weights then live on a model host like any installed upscaler, loaded once and shared by
-every graph, under Ray as well, and nothing is copied.
+ComfyUI's folder, ``$HOMEPILOT_HOME/models/upscale_models`` (a relative path with "/"),
+hosted as ``nodes.comfy.folder`` describes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.declare import FOLDER_SUFFIXES
-from engine.models.manifest import ModelManifest, ModelResources
-from engine.models.store import ModelStore
 from engine.sdk import Input, ModelNotFoundError, Node, NodeContext, NodeOutputs, Output, node
-from engine.settings import get_settings
 from engine.types import Port
+from nodes.comfy.folder import ModelFolder, store
 from nodes.comfy.stream import streamed
 from nodes.comfy.value import ImageTensor, image_tensor
 
 FOLDER = "upscale_models"  # ComfyUI's folder name, under the model store
 KIND = "upscaler"
 BACKEND = "nodes.backends.upscaler:UpscalerBackend"
-ID_PREFIX = "upscale-models-"
 # ComfyUI's tiling (read when the node runs, so a test may use smaller tiles).
 TILE = 512
 OVERLAP = 32
@@ -52,53 +42,32 @@ class UpscaleModel(BaseModel):
 UpscaleModelPort = Annotated[Any, Port("UPSCALE_MODEL")]
 
 
-def _store() -> ModelStore:
-    return ModelStore(get_settings().models_dir)
+UPSCALE_MODELS = ModelFolder(FOLDER, KIND, BACKEND)
 
 
 def folder() -> Path:
-    return get_settings().models_dir / FOLDER
-
-
-def folder_files() -> list[str]:
-    """The weights files in the folder, as the editor's combo lists them (relative paths
-    with "/", sorted; hidden entries and symlinks left out)."""
-    base = folder()
-    found = []
-    for root, dirs, files in os.walk(base):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            path = Path(root) / name
-            if not name.startswith(".") and path.suffix.lower() in FOLDER_SUFFIXES \
-                    and not path.is_symlink():
-                found.append(path.relative_to(base).as_posix())
-    return sorted(found)
+    return UPSCALE_MODELS.path()
 
 
 def folder_file(name: str) -> Path | None:
-    """The file ``name`` means in the folder, or None. Names leading outside the folder
-    are refused: the combo is open, so a graph could name any path."""
-    if not name or "\x00" in name:
-        return None
-    base = folder().resolve()
-    path = (base / name).resolve()
-    if not path.is_relative_to(base) or path.suffix.lower() not in FOLDER_SUFFIXES \
-            or not path.is_file():
-        return None
-    return path
+    return UPSCALE_MODELS.file(name)
+
+
+def register_file(path: Path) -> str:
+    return UPSCALE_MODELS.register(path)
 
 
 def upscaler_names() -> list[str]:
     """What ``model_name`` may be: installed upscalers, then the folder's files."""
-    installed = [m.id for m in _store().list(KIND)]
-    return list(dict.fromkeys([*installed, *folder_files()]))
+    installed = [m.id for m in store().list(KIND)]
+    return list(dict.fromkeys([*installed, *UPSCALE_MODELS.files()]))
 
 
 def resolve(name: str) -> str | Path:
     """The installed upscaler's id, or the folder's file; ModelNotFoundError, listing what
     there is, for anything else. An installed model wins over a file of the same name."""
     try:
-        manifest = _store().get(name)
+        manifest = store().get(name)
     except ModelNotFoundError:
         manifest = None
     if manifest is not None and manifest.kind == KIND:
@@ -107,34 +76,6 @@ def resolve(name: str) -> str | Path:
     if path is None:
         raise ModelNotFoundError(f"model_name: {name!r} not in {upscaler_names()}")
     return path
-
-
-def register_file(path: Path) -> str:
-    """The store id of a loose weights file, registered as a local manifest if it is not
-    yet. The id comes from the file's path in the folder; another file whose name gives
-    the same id gets a hash of its path added."""
-    store = _store()
-    relative = path.relative_to(folder().resolve()).as_posix()
-    slug = re.sub(r"[^a-z0-9._-]+", "-", relative.lower()).strip("-._") or "model"
-    model_id = ID_PREFIX + slug[:113]
-    for candidate in (model_id, f"{ID_PREFIX}{slug[:104]}-"
-                      f"{hashlib.sha1(relative.encode()).hexdigest()[:8]}"):
-        try:
-            known = store.get(candidate)
-        except ModelNotFoundError:
-            known = None
-        if known is not None and Path(known.path) == path and known.kind == KIND:
-            return candidate
-        if known is None:
-            store.register(ModelManifest(
-                id=candidate, kind=KIND, format=path.suffix.lstrip(".").lower(),
-                source=f"folder:{FOLDER}/{relative}", path=str(path), backend=BACKEND,
-                # An upscaler's weights take about their file's size in memory.
-                resources=ModelResources(gpu=0.1, memory=path.stat().st_size),
-                description=f"{relative} in ComfyUI's {FOLDER} folder"))
-            return candidate
-    raise ModelNotFoundError(f"model_name: {relative!r}: the model ids {model_id!r} and its "
-                             "hashed variant are both taken by other models")
 
 
 @node("UpscaleModelLoader", category="loaders", display_name="Load Upscale Model")

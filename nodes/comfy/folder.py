@@ -1,0 +1,100 @@
+"""ComfyUI's model folders (``$HOMEPILOT_HOME/models/<folder>/``) beside our model store.
+
+A loader may name an installed model or a weights file someone dropped into ComfyUI's
+folder for it (``checkpoints``, ``upscale_models``...). A loose file is registered in the
+model store the first time a run names it, as a local manifest pointing at the file where
+it lies (id ``<folder>-<file name>``): its weights then live on a model host like any
+installed model, loaded once and shared by every graph, under Ray as well, and nothing is
+copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.declare import FOLDER_SUFFIXES
+from engine.models.manifest import ModelManifest, ModelResources
+from engine.models.store import ModelStore
+from engine.sdk import ModelNotFoundError
+from engine.settings import get_settings
+
+
+def store() -> ModelStore:
+    return ModelStore(get_settings().models_dir)
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """One of ComfyUI's model folders and how its files are hosted."""
+
+    name: str  # ComfyUI's folder name: "checkpoints", "upscale_models"...
+    kind: str  # the model kind a file is hosted as
+    backend: str  # "module:Class" of the host's backend
+    gpu: float = 0.1  # the GPU share a file's host asks for
+
+    @property
+    def id_prefix(self) -> str:
+        return self.name.replace("_", "-") + "-"
+
+    def path(self) -> Path:
+        return get_settings().models_dir / self.name
+
+    def files(self) -> list[str]:
+        """The weights files, as the editor's combo lists them (relative paths with "/",
+        sorted; hidden entries and symlinks left out)."""
+        base = self.path()
+        found = []
+        for root, dirs, names in os.walk(base):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in names:
+                path = Path(root) / name
+                if not name.startswith(".") and path.suffix.lower() in FOLDER_SUFFIXES \
+                        and not path.is_symlink():
+                    found.append(path.relative_to(base).as_posix())
+        return sorted(found)
+
+    def file(self, name: str) -> Path | None:
+        """The file ``name`` means in the folder, or None. Names leading outside the
+        folder are refused: the combo is open, so a graph could name any path."""
+        if not name or "\x00" in name:
+            return None
+        base = self.path().resolve()
+        path = (base / name).resolve()
+        if not path.is_relative_to(base) or path.suffix.lower() not in FOLDER_SUFFIXES \
+                or not path.is_file():
+            return None
+        return path
+
+    def register(self, path: Path, options: dict[str, Any] | None = None) -> str:
+        """The store id of a loose weights file, registered as a local manifest if it is
+        not yet. The id comes from the file's path in the folder; another file whose name
+        gives the same id gets a hash of its path added."""
+        models = store()
+        relative = path.relative_to(self.path().resolve()).as_posix()
+        slug = re.sub(r"[^a-z0-9._-]+", "-", relative.lower()).strip("-._") or "model"
+        model_id = self.id_prefix + slug[:113]
+        hashed = f"{self.id_prefix}{slug[:104]}-{hashlib.sha1(relative.encode()).hexdigest()[:8]}"
+        for candidate in (model_id, hashed):
+            try:
+                known = models.get(candidate)
+            except ModelNotFoundError:
+                known = None
+            if known is not None and Path(known.path) == path and known.kind == self.kind:
+                return candidate
+            if known is None:
+                models.register(ModelManifest(
+                    id=candidate, kind=self.kind,  # type: ignore[arg-type]
+                    format=path.suffix.lstrip(".").lower(),
+                    source=f"folder:{self.name}/{relative}", path=str(path),
+                    backend=self.backend, options=options or {},
+                    # Weights take about their file's size in memory.
+                    resources=ModelResources(gpu=self.gpu, memory=path.stat().st_size),
+                    description=f"{relative} in ComfyUI's {self.name} folder"))
+                return candidate
+        raise ModelNotFoundError(f"{relative!r}: the model ids {model_id!r} and its hashed "
+                                 "variant are both taken by other models")
