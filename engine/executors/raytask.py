@@ -8,12 +8,14 @@ nodes, and small per-node metadata (timings, error, ui) that the driver reads.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from engine.cache import estimate_size
 from engine.context import NodeContext
+from engine.errors import RunCancelled
 from engine.executors.base import is_cancellation, node_error
 from engine.invoke import execute, gather
 from engine.plan import PlanNode, TemplateInput
@@ -159,6 +161,21 @@ def _models() -> Any:
 def run_group(packed: Any, *dependencies: dict[str, Any]
               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the task's nodes in order; returns their value dict and per-node metadata."""
+    try:
+        return _run_group(packed, dependencies)
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt.__cause__, RunCancelled):
+            raise  # a node saw the cancellation between steps: the worker is sound
+        # Ray interrupts a cancelled task wherever it is, in the middle of an import too.
+        # A module left half-imported breaks every later import of it in this process
+        # (torch's C++ registrations outlive the failed import: "Only a single
+        # TORCH_LIBRARY can register..."), so a worker interrupted at an unknown point
+        # leaves, after the node's cleanup ran, and Ray starts a fresh one.
+        os._exit(1)
+
+
+def _run_group(packed: Any, dependencies: tuple[dict[str, Any], ...]
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     task = Task.unpack(packed)
     run_id, relay_name, sources = task.run_id, task.relay_name, task.sources
     registry = registry_for(task.source_json)
