@@ -20,11 +20,12 @@ class NodeContext:
     """Given to ``run``; nodes use nothing of the engine beyond it."""
 
     __slots__ = ("run_id", "node_id", "node_type", "_sink", "_cancel", "_files", "_models",
-                 "log", "saved_files")
+                 "log", "saved_files", "run_info")
 
     def __init__(self, run_id: str, node_id: str, node_type: str, sink: ProgressSink | None,
                  cancel: threading.Event | None, files: FileStore | None,
-                 models: Callable[[], Any] | None = None) -> None:
+                 models: Callable[[], Any] | None = None,
+                 run_info: dict[str, Any] | None = None) -> None:
         self.run_id = run_id
         self.node_id = node_id
         self.node_type = node_type
@@ -36,6 +37,9 @@ class NodeContext:
         # File ids this node stored: a cached result naming a file that was deleted since
         # must not be served (see Executor.split_cached).
         self.saved_files: list[str] = []
+        # What the run says about itself: ComfyUI prompts give "prompt" (the API prompt)
+        # and "extra_pnginfo" (the editor's workflow), which SaveImage writes into PNGs.
+        self.run_info: dict[str, Any] = run_info or {}
 
     def progress(self, value: float, total: float | None = None, *, text: str | None = None,
                  preview: str | None = None) -> None:

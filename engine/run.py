@@ -50,10 +50,13 @@ class RunResult(BaseModel):
 class RunHandle:
     """Follow a run: its events (replayed to late subscribers), cancel it, await its result."""
 
-    def __init__(self, run_id: str, graph: str, executor: str) -> None:
+    def __init__(self, run_id: str, graph: str, executor: str,
+                 info: dict[str, Any] | None = None) -> None:
         self.run_id = run_id
         self.graph = graph
         self.executor = executor
+        # What the run's nodes may read about it (ComfyUI's hidden PROMPT/EXTRA_PNGINFO).
+        self.info: dict[str, Any] = info or {}
         self.status: RunStatus = "queued"
         self.events: list[Event] = []
         self.cancel_event = threading.Event()

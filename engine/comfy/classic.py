@@ -89,7 +89,14 @@ def adapt(type_id: str, cls: type, display_name: str | None, module: str) -> Nod
 
 
 def _hidden_value(kind: str, ctx: NodeContext, as_list: bool) -> Any:
-    value: Any = ctx.node_id if kind == "UNIQUE_ID" else ({} if kind in _HIDDEN else None)
+    if kind == "UNIQUE_ID":
+        value: Any = ctx.node_id
+    elif kind == "PROMPT":
+        value = ctx.run_info.get("prompt") or {}
+    elif kind == "EXTRA_PNGINFO":
+        value = ctx.run_info.get("extra_pnginfo") or {}
+    else:
+        value = {} if kind in _HIDDEN else None
     return [value] if as_list else value
 
 

@@ -34,10 +34,12 @@ class Executor(abc.ABC):
 
     def submit(self, graph: Graph, inputs: dict[str, Any] | None = None, *,
                outputs: list[str] | None = None, run_id: str | None = None,
-               listener: Listener | None = None) -> RunHandle:
-        """Validate and start a run; raises ``GraphValidationError`` before anything runs."""
+               listener: Listener | None = None,
+               info: dict[str, Any] | None = None) -> RunHandle:
+        """Validate and start a run; raises ``GraphValidationError`` before anything runs.
+        ``info`` is what nodes may read about the run (``NodeContext.run_info``)."""
         plan = self.prepare(graph, inputs, outputs)
-        handle = RunHandle(run_id or uuid.uuid4().hex, plan.graph_name, self.name)
+        handle = RunHandle(run_id or uuid.uuid4().hex, plan.graph_name, self.name, info)
         if listener is not None:
             handle.subscribe(listener)
         self._start(plan, handle)
@@ -45,10 +47,11 @@ class Executor(abc.ABC):
 
     def run(self, graph: Graph, inputs: dict[str, Any] | None = None, *,
             outputs: list[str] | None = None, run_id: str | None = None,
-            listener: Listener | None = None, timeout: float | None = None) -> RunResult:
+            listener: Listener | None = None, timeout: float | None = None,
+            info: dict[str, Any] | None = None) -> RunResult:
         """Run to the end and return the result (failed runs return, they do not raise)."""
         return self.submit(graph, inputs, outputs=outputs, run_id=run_id,
-                           listener=listener).result(timeout)
+                           listener=listener, info=info).result(timeout)
 
     def prepare(self, graph: Graph, inputs: dict[str, Any] | None = None,
                 outputs: list[str] | None = None) -> Plan:

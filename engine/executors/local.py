@@ -168,7 +168,7 @@ class Drive:
         start = time.time()
         handle.emit(Event("node_started", handle.run_id, node.id, {"type": node.type}, start))
         ctx = NodeContext(handle.run_id, node.id, node.type, self._progress, handle.cancel_event,
-                          self.executor.files, self.executor.models)
+                          self.executor.files, self.executor.models, handle.info)
         try:
             result = execute(node, gather(node, self._lookup), ctx)
             result.files = tuple(ctx.saved_files)

@@ -293,8 +293,11 @@ class RayDrive:
                     index = dep_refs.setdefault(refs[dep], len(dep_refs))
                     sources[dep] = (index, self.keys.get(dep, dep))
             payload = [TaskNode.of(plan.nodes[n]) for n in group]
+            # The run's information only goes to tasks whose nodes show something (the
+            # output nodes that write it into files): it can be a whole ComfyUI workflow.
+            shows = any(plan.nodes[n].definition.spec.output_node for n in group)
             task = Task(executor._source_json, handle.run_id, executor._relay_name, payload,
-                        sources)
+                        sources, handle.info if shows else None)
             value_ref, meta_ref = executor.remote(plan, group).remote(task.pack(),
                                                                       *dep_refs.keys())
             for node_id in group:

@@ -54,22 +54,24 @@ class Task:
     # upstream node id -> (index into the dependencies, key in that value dict): a cached
     # result may have been stored under another node's id (same signature).
     sources: dict[str, tuple[int, str]]
+    info: dict[str, Any] | None = None  # the run's information (RunHandle.info)
 
     def pack(self) -> tuple[Any, ...]:
         """Plain tuples, lists and dicts: Ray serializes those with msgpack, several times
         faster than pickling dataclasses (this is most of the submission cost)."""
         nodes = [(n.id, n.type, n.consts, n.links, n.templates or None, n.mapped,
                   list(n.list_inputs)) for n in self.nodes]
-        return (self.source_json, self.run_id, self.relay_name, nodes, self.sources)
+        return (self.source_json, self.run_id, self.relay_name, nodes, self.sources,
+                self.info or None)
 
     @classmethod
     def unpack(cls, packed: Any) -> Task:
-        source_json, run_id, relay_name, nodes, sources = packed
+        source_json, run_id, relay_name, nodes, sources, info = packed
         return cls(source_json, run_id, relay_name,
                    [TaskNode(i, t, c, {k: (v[0], v[1]) for k, v in links.items()},
                              templates or {}, mapped, frozenset(lists))
                     for i, t, c, links, templates, mapped, lists in nodes],
-                   {k: (v[0], v[1]) for k, v in sources.items()})
+                   {k: (v[0], v[1]) for k, v in sources.items()}, info)
 
 
 _relays: dict[str, Any] = {}
@@ -203,7 +205,7 @@ def _run_group(packed: Any, dependencies: tuple[dict[str, Any], ...]
             continue
         node = PlanNode(task_node.id, definition, task_node.consts, task_node.links,
                         task_node.templates, (), task_node.mapped, task_node.list_inputs)
-        ctx = NodeContext(run_id, node.id, node.type, sink, None, None, _models)
+        ctx = NodeContext(run_id, node.id, node.type, sink, None, None, _models, task.info)
         try:
             result = execute(node, gather(node, values.__getitem__), ctx)
         except Exception as exc:

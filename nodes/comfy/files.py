@@ -276,9 +276,10 @@ def _write_new(directory: Path, name_for: Any, counter: int, data: bytes) -> tup
 
 
 def run_metadata(ctx: NodeContext) -> tuple[Any, Any]:
-    """The API prompt and ``extra_pnginfo`` (the workflow) of the run, when the engine hands
-    them to nodes (ComfyUI's hidden PROMPT / EXTRA_PNGINFO); None each otherwise."""
-    return getattr(ctx, "prompt", None), getattr(ctx, "extra_pnginfo", None)
+    """The API prompt and ``extra_pnginfo`` (the workflow) of the run: ComfyUI's hidden
+    PROMPT / EXTRA_PNGINFO, given for prompts sent to ``/prompt``; None each otherwise."""
+    extra = ctx.run_info.get("extra_pnginfo")
+    return ctx.run_info.get("prompt"), extra if isinstance(extra, dict) else None
 
 
 def png_info(prompt: Any, extra_pnginfo: Any) -> Any:

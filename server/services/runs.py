@@ -80,8 +80,11 @@ class RunService:
               extra_data: dict[str, Any] | None = None,
               listener: Any = None) -> RunRecord:
         """Validate and start; ``GraphValidationError`` propagates before anything runs."""
+        # ComfyUI's hidden PROMPT and EXTRA_PNGINFO: SaveImage writes them into its PNGs.
+        info = {"prompt": prompt, "extra_pnginfo": (extra_data or {}).get("extra_pnginfo")} \
+            if prompt is not None else None
         plan_handle = self.executor.submit(graph, inputs, outputs=outputs, run_id=run_id,
-                                           listener=listener)
+                                           listener=listener, info=info)
         registry = self.executor.registry
         output_nodes = [n for n, node in graph.nodes.items()
                         if (d := registry.get(node.type)) is not None and d.spec.output_node]

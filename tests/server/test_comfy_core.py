@@ -40,11 +40,16 @@ def client(registry, executor, test_pack):
         yield client
 
 
+WORKFLOW = {"last_node_id": 9, "nodes": [], "links": [], "version": 0.4}
+
+
 def submit(client, prompt: dict) -> dict:
     client_id = uuid.uuid4().hex
     with client.websocket_connect(f"/ws?clientId={client_id}") as socket:
         json.loads(socket.receive_text())
-        accepted = client.post("/prompt", json={"prompt": prompt, "client_id": client_id})
+        accepted = client.post("/prompt", json={
+            "prompt": prompt, "client_id": client_id,
+            "extra_data": {"extra_pnginfo": {"workflow": WORKFLOW}}})
         assert accepted.status_code == 200, accepted.text
         return {"id": accepted.json()["prompt_id"],
                 **wait_history(client, accepted.json()["prompt_id"], socket)}
@@ -67,6 +72,9 @@ def test_txt2img_runs_through_prompt_and_the_pictures_come_back_through_view(cli
     pictures = [fetched(client, i) for i in images]
     assert [p.size for p in pictures] == [(64, 64), (64, 64)]
     assert pictures[0].tobytes() != pictures[1].tobytes()  # two different noises
+    # ComfyUI's PNG text chunks: the API prompt, and the editor's workflow to reopen
+    assert json.loads(pictures[0].text["prompt"]) == TXT2IMG
+    assert json.loads(pictures[0].text["workflow"]) == WORKFLOW
     assert seen["previews"] >= 1  # the KSampler's latent previews, as binary frames
     progress = [f["data"] for f in seen["frames"] if f["type"] == "progress"]
     assert [(p["value"], p["max"]) for p in progress if p["node"] == "3"] == \
