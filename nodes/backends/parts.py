@@ -76,28 +76,8 @@ class PartCalls:
                 **settings: Any) -> Iterator[dict[str, Any]]:
         """KSampler / KSamplerAdvanced: streams ``{"step", "total"[, "preview"]}`` after
         each step, then ``{"samples"}`` (raw latents, the input's shape)."""
-        if settings.get("sampler", "euler") not in SAMPLERS:
-            raise ValueError(f"sampler {settings.get('sampler')!r} is not supported; one of "
-                             f"{', '.join(SAMPLERS)}")
-        if settings.get("scheduler", "simple") not in SCHEDULERS:
-            raise ValueError(f"scheduler {settings.get('scheduler')!r} is not supported; "
-                             f"one of {', '.join(SCHEDULERS)}")
-        job = Job(latent=latent, positive=_entries(positive), negative=_entries(negative),
-                  **settings)
-        steps = sample(self.sampling_model(), job)
-        while True:
-            try:
-                step, total, x0 = next(steps)
-            except StopIteration as finished:
-                yield {"samples": finished.value}
-                return
-            update: dict[str, Any] = {"step": step, "total": total}
-            if preview:
-                shown = latent_preview(x0[:1])
-                if shown:
-                    update["preview"] = shown
-            yield update
-
+        yield from sampled(self.sampling_model(), latent, positive, negative, preview,
+                           **settings)
 
     def text_to_image_as_comfyui(self, calls: list[dict[str, Any]], seeds: list[list[int]],
                                  emit: Callable[[int | None, Any], bool],
@@ -135,6 +115,34 @@ class PartCalls:
                 images.extend(pictures_of(self.vae_decode(samples)))
             results.append({"images": images, "seeds": seeds[index]})
         return results
+
+
+def sampled(model: Model, latent: dict[str, Any], positive: list[list[Any]],
+            negative: list[list[Any]], preview: bool = False,
+            **settings: Any) -> Iterator[dict[str, Any]]:
+    """One KSampler call on a host's model: ``{"step", "total"[, "preview"]}`` after each
+    step (the preview of the first picture or frame), then ``{"samples"}``."""
+    if settings.get("sampler", "euler") not in SAMPLERS:
+        raise ValueError(f"sampler {settings.get('sampler')!r} is not supported; one of "
+                         f"{', '.join(SAMPLERS)}")
+    if settings.get("scheduler", "simple") not in SCHEDULERS:
+        raise ValueError(f"scheduler {settings.get('scheduler')!r} is not supported; "
+                         f"one of {', '.join(SCHEDULERS)}")
+    job = Job(latent=latent, positive=_entries(positive), negative=_entries(negative),
+              **settings)
+    steps = sample(model, job)
+    while True:
+        try:
+            step, total, x0 = next(steps)
+        except StopIteration as finished:
+            yield {"samples": finished.value}
+            return
+        update: dict[str, Any] = {"step": step, "total": total}
+        if preview:
+            shown = latent_preview(x0[:1])
+            if shown:
+                update["preview"] = shown
+        yield update
 
 
 def _entries(conditioning: list[list[Any]]) -> list[Conditioning]:

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from nodes.backends.ksampler import SAMPLERS, Conditioning, Job, Model, sample
-from nodes.backends.sampler import latent_preview
-from nodes.backends.sigmas import SCHEDULERS, ModelSigmas
+from nodes.backends.ksampler import Conditioning, Model
+from nodes.backends.parts import sampled
+from nodes.backends.sigmas import ModelSigmas
 
 # CLIP's pixel statistics, for pipelines whose folder has no image processor config.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -193,27 +193,4 @@ class SvdCalls:
                 **settings: Any) -> Iterator[dict[str, Any]]:
         """KSampler on SVD: streams ``{"step", "total"[, "preview"]}`` after each step,
         then ``{"samples"}`` (raw latents, frames as the batch)."""
-        if settings.get("sampler", "euler") not in SAMPLERS:
-            raise ValueError(f"sampler {settings.get('sampler')!r} is not supported; one of "
-                             f"{', '.join(SAMPLERS)}")
-        if settings.get("scheduler", "simple") not in SCHEDULERS:
-            raise ValueError(f"scheduler {settings.get('scheduler')!r} is not supported; "
-                             f"one of {', '.join(SCHEDULERS)}")
-        if not positive or not negative:
-            raise ValueError("a KSampler needs at least one conditioning entry on each side")
-        job = Job(latent=latent, **settings,
-                  positive=[Conditioning(e, dict(x or {})) for e, x in positive],
-                  negative=[Conditioning(e, dict(x or {})) for e, x in negative])
-        steps = sample(self.svd_model(), job)
-        while True:
-            try:
-                step, total, x0 = next(steps)
-            except StopIteration as finished:
-                yield {"samples": finished.value}
-                return
-            update: dict[str, Any] = {"step": step, "total": total}
-            if preview:
-                shown = latent_preview(x0[:1])  # the first frame
-                if shown:
-                    update["preview"] = shown
-            yield update
+        yield from sampled(self.svd_model(), latent, positive, negative, preview, **settings)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,21 @@ from engine.settings import get_settings
 
 def store() -> ModelStore:
     return ModelStore(get_settings().models_dir)
+
+
+def refused_name(inputs: dict[str, Any], name: str,
+                 resolve: Callable[[str], Any]) -> list[tuple[str | None, str]]:
+    """A loader's check of the model it names: ``resolve`` raises ModelNotFoundError
+    (listing what there is) for a name that is not installed. A name wired from another
+    node is checked when the loader runs."""
+    value = inputs.get(name)
+    if not isinstance(value, str):
+        return []
+    try:
+        resolve(value)
+    except ModelNotFoundError as exc:
+        return [(name, str(exc))]
+    return []
 
 
 @dataclass(frozen=True)

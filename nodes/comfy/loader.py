@@ -24,7 +24,7 @@ from engine.sdk import (
 )
 from engine.settings import get_settings
 from engine.types import Port
-from nodes.comfy.folder import ModelFolder, store
+from nodes.comfy.folder import ModelFolder, refused_name, store
 from nodes.comfy.value import Component
 
 # The model kinds a checkpoint may have been installed as.
@@ -95,14 +95,7 @@ class CheckpointLoaderSimple(Node):
 
     @classmethod
     def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
-        name = inputs.get("ckpt_name")
-        if not isinstance(name, str):
-            return []  # wired from another node: checked when it runs
-        try:
-            checkpoint(name)
-        except ModelNotFoundError as exc:
-            return [("ckpt_name", str(exc))]
-        return []
+        return refused_name(inputs, "ckpt_name", checkpoint)
 
     def run(self, ctx: NodeContext) -> Outputs:
         found = checkpoint(self.ckpt_name)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.sdk import Input, ModelNotFoundError, Node, NodeContext, NodeOutputs, Output, node
 from engine.types import Port
-from nodes.comfy.folder import ModelFolder, store
+from nodes.comfy.folder import ModelFolder, refused_name, store
 from nodes.comfy.stream import streamed
 from nodes.comfy.value import ImageTensor, image_tensor
 
@@ -92,14 +92,7 @@ class UpscaleModelLoader(Node):
 
     @classmethod
     def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
-        name = inputs.get("model_name")
-        if not isinstance(name, str):
-            return []  # wired from another node: checked when it runs
-        try:
-            resolve(name)
-        except ModelNotFoundError as exc:
-            return [("model_name", str(exc))]
-        return []
+        return refused_name(inputs, "model_name", resolve)
 
     def run(self, ctx: NodeContext) -> Outputs:
         found = resolve(self.model_name)

@@ -22,6 +22,7 @@ from engine.sdk import (
 from engine.settings import get_settings
 from engine.types import Port
 from nodes.comfy.conditioning import Conditioning, Latent
+from nodes.comfy.folder import refused_name
 from nodes.comfy.loader import ModelPart, VaePart, part
 from nodes.comfy.resample import upscale
 from nodes.comfy.stream import host
@@ -65,14 +66,7 @@ class ImageOnlyCheckpointLoader(Node):
 
     @classmethod
     def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
-        name = inputs.get("ckpt_name")
-        if not isinstance(name, str):
-            return []  # wired from another node: checked when it runs
-        try:
-            check_video_model(name)
-        except ModelNotFoundError as exc:
-            return [("ckpt_name", str(exc))]
-        return []
+        return refused_name(inputs, "ckpt_name", check_video_model)
 
     def run(self, ctx: NodeContext) -> Outputs:
         check_video_model(self.ckpt_name)
