@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-ModelKind = Literal["llm", "embedding", "diffusion", "inpaint", "upscaler", "video"]
+ModelKind = Literal["llm", "embedding", "diffusion", "inpaint", "upscaler", "video", "vae"]
 _ID = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,127}$")
 
 

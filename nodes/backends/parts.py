@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from nodes.backends.ksampler import SAMPLERS, Conditioning, Job, Model, sample
-from nodes.backends.prompt import encode
+from nodes.backends.prompt import encode, encode_sdxl
 from nodes.backends.sampler import latent_preview
 from nodes.backends.sigmas import SCHEDULERS, ModelSigmas
-
-VAE_RATIO = 8  # ComfyUI crops pictures to multiples of 8 before encoding
+from nodes.backends.vae import decode_latents, encode_pixels
 
 
 class PartCalls:
@@ -24,44 +23,36 @@ class PartCalls:
     base: Any
     device: str
 
-    def _sd1_style(self) -> None:
-        if getattr(self.base, "text_encoder_2", None) is not None:
-            raise ValueError("this checkpoint has two text encoders (SDXL): ComfyUI's core "
-                             "nodes run SD 1.x/2.x checkpoints here so far")
+    def _sdxl(self) -> bool:
+        return getattr(self.base, "text_encoder_2", None) is not None
 
     def encode_text(self, text: str) -> list[list[Any]]:
-        """CLIPTextEncode: ``[[embeddings, {"pooled_output": pooled}]]``."""
-        self._sd1_style()
-        embeds, pooled = encode(self.base.tokenizer, self.base.text_encoder, text, self.device)
+        """CLIPTextEncode: ``[[embeddings, {"pooled_output": pooled}]]``. On SDXL both CLIPs
+        read the text and the dict carries no sizes: the sampler takes them from the
+        latent, as ComfyUI's does."""
+        if self._sdxl():
+            embeds, pooled = encode_sdxl(self.base, text, text, self.device)
+        else:
+            embeds, pooled = encode(self.base.tokenizer, self.base.text_encoder, text,
+                                    self.device)
+        return [[embeds, {"pooled_output": pooled}]]
+
+    def encode_text_sdxl(self, text_g: str, text_l: str) -> list[list[Any]]:
+        """CLIPTextEncodeSDXL's encoding: ``text_g`` to CLIP-G, ``text_l`` to CLIP-L (the
+        node adds the six sizes to the dict)."""
+        if not self._sdxl():
+            raise ValueError("CLIPTextEncodeSDXL needs an SDXL checkpoint's CLIP (two text "
+                             "encoders, L and G); this checkpoint has one")
+        embeds, pooled = encode_sdxl(self.base, text_g, text_l, self.device)
         return [[embeds, {"pooled_output": pooled}]]
 
     def vae_decode(self, samples: Any) -> Any:
         """VAEDecode: raw latents to an IMAGE (B×H×W×3 in 0..1)."""
-        import torch
-
-        vae = self.base.vae
-        with torch.no_grad():
-            frames = samples.reshape(-1, *samples.shape[-3:]) if samples.ndim == 5 else samples
-            pixels = vae.decode(frames.to(self.device, vae.dtype)).sample.float().cpu()
-        return torch.clamp((pixels + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1)
+        return decode_latents(self.base.vae, samples, self.device)
 
     def vae_encode(self, pixels: Any) -> Any:
-        """VAEEncode: an IMAGE to raw latents (the posterior's mean), after cropping each
-        side to a multiple of 8 around the centre and dropping alpha."""
-        import torch
-
-        vae = self.base.vae
-        image = pixels[..., :3]
-        height = image.shape[1] // VAE_RATIO * VAE_RATIO
-        width = image.shape[2] // VAE_RATIO * VAE_RATIO
-        if height == 0 or width == 0:
-            raise ValueError(f"a {image.shape[2]}x{image.shape[1]} picture is smaller than "
-                             f"the VAE's {VAE_RATIO} px grid")
-        top, left = (image.shape[1] % VAE_RATIO) // 2, (image.shape[2] % VAE_RATIO) // 2
-        image = image[:, top:top + height, left:left + width, :]
-        with torch.no_grad():
-            posterior = vae.encode((image.movedim(-1, 1) * 2.0 - 1.0).to(self.device, vae.dtype))
-        return posterior.latent_dist.mode().float().cpu()
+        """VAEEncode: an IMAGE to raw latents (see ``vae.encode_pixels``)."""
+        return encode_pixels(self.base.vae, pixels, self.device)
 
     def sampling_model(self) -> Model:
         config = dict(self.base.scheduler.config)

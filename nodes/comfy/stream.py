@@ -7,9 +7,26 @@ from typing import Any
 from engine.sdk import NodeContext
 from nodes.comfy.value import Component
 
+# VAELoader's identity VAE: pictures are their own "latents" (ComfyUI's pixel_space).
+PIXEL_SPACE = "pixel_space"
+
 
 def host(ctx: NodeContext, component: Component) -> Any:
     return ctx.model(component.kind, component.model)
+
+
+def vae_decode(ctx: NodeContext, vae: Component, samples: Any) -> Any:
+    """Raw latents to an IMAGE on the VAE's host (pixel_space: the samples themselves)."""
+    if vae.model == PIXEL_SPACE:
+        return samples.float().clamp(0.0, 1.0).movedim(1, -1)
+    return host(ctx, vae).call("vae_decode", samples)
+
+
+def vae_encode(ctx: NodeContext, vae: Component, pixels: Any) -> Any:
+    """An IMAGE to raw latents on the VAE's host (pixel_space: the RGB pixels)."""
+    if vae.model == PIXEL_SPACE:
+        return pixels[..., :3].movedim(-1, 1).contiguous()
+    return host(ctx, vae).call("vae_encode", pixels)
 
 
 def streamed(ctx: NodeContext, handle: Any, method: str, result: str, **call: Any) -> Any:

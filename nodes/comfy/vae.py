@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from engine.sdk import Input, Node, NodeContext, NodeOutputs, Output, node
+from engine.sdk import (
+    Input,
+    ModelNotFoundError,
+    Node,
+    NodeContext,
+    NodeOutputs,
+    Output,
+    node,
+)
 from nodes.comfy.conditioning import Latent, crop_to_eight, greyed_out
+from nodes.comfy.folder import ModelFolder, refused_name
 from nodes.comfy.loader import VaePart, part
-from nodes.comfy.stream import host
-from nodes.comfy.value import ImageTensor, MaskTensor, image_tensor, latent, mask_tensor
+from nodes.comfy.stream import PIXEL_SPACE, vae_decode, vae_encode
+from nodes.comfy.value import Component, ImageTensor, MaskTensor, image_tensor, latent, mask_tensor
 
 
 @node("VAEDecode", category="latent", display_name="VAE Decode")
@@ -22,8 +32,8 @@ class VAEDecode(Node):
         IMAGE: ImageTensor = Output(description="The decoded image.")
 
     def run(self, ctx: NodeContext) -> Outputs:
-        vae = host(ctx, part(self.vae, "vae", "vae"))
-        return self.Outputs(IMAGE=vae.call("vae_decode", self.samples["samples"]))
+        vae = part(self.vae, "vae", "vae")
+        return self.Outputs(IMAGE=vae_decode(ctx, vae, self.samples["samples"]))
 
 
 @node("VAEEncode", category="latent", display_name="VAE Encode")
@@ -37,8 +47,8 @@ class VAEEncode(Node):
         LATENT: Latent = Output()
 
     def run(self, ctx: NodeContext) -> Outputs:
-        vae = host(ctx, part(self.vae, "vae", "vae"))
-        return self.Outputs(LATENT=latent(vae.call("vae_encode", image_tensor(self.pixels))))
+        vae = part(self.vae, "vae", "vae")
+        return self.Outputs(LATENT=latent(vae_encode(ctx, vae, image_tensor(self.pixels))))
 
 
 def grown(mask: Any, by: int) -> Any:
@@ -68,7 +78,49 @@ class VAEEncodeForInpaint(Node):
         LATENT: Latent = Output()
 
     def run(self, ctx: NodeContext) -> Outputs:
-        vae = host(ctx, part(self.vae, "vae", "vae"))
+        vae = part(self.vae, "vae", "vae")
         pixels, mask = crop_to_eight(image_tensor(self.pixels), mask_tensor(self.mask))
-        return self.Outputs(LATENT=latent(vae.call("vae_encode", greyed_out(pixels, mask)),
+        return self.Outputs(LATENT=latent(vae_encode(ctx, vae, greyed_out(pixels, mask)),
                                           noise_mask=grown(mask, self.grow_mask_by)))
+
+
+VAE_FILES = ModelFolder("vae", "vae", "nodes.backends.vae:VaeBackend", gpu=0.1)
+
+
+def vae_names() -> list[str]:
+    """VAELoader's choices: the vae folder's files, then the identity VAE (ComfyUI lists
+    its tiny taesd VAEs too when their files exist; those are not loaded here)."""
+    return [*VAE_FILES.files(), PIXEL_SPACE]
+
+
+def vae_file(name: str) -> Path | None:
+    """The file ``name`` means, None for pixel_space; ModelNotFoundError otherwise."""
+    if name == PIXEL_SPACE:
+        return None
+    path = VAE_FILES.file(name)
+    if path is None:
+        raise ModelNotFoundError(f"vae_name: {name!r} not in {vae_names()}")
+    return path
+
+
+@node("VAELoader", category="loaders", display_name="Load VAE")
+class VAELoader(Node):
+    """A VAE from a file in models/vae (SD 1.x/2.x/XL, original layout), hosted on its
+    own; ``pixel_space`` is the identity, for models that work on pixels."""
+
+    vae_name: str = Input(options_from="folder:vae", suggestions=[PIXEL_SPACE])
+
+    class Outputs(NodeOutputs):
+        VAE: VaePart = Output()
+
+    @classmethod
+    def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
+        return refused_name(inputs, "vae_name", vae_file)
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        path = vae_file(self.vae_name)
+        if path is None:
+            return self.Outputs(VAE=Component(model=PIXEL_SPACE, kind="vae", part="vae"))
+        model = VAE_FILES.register(path)
+        ctx.model("vae", model)  # the host loads it now: a file that is no VAE fails here
+        return self.Outputs(VAE=Component(model=model, kind="vae", part="vae"))
