@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodes.backends.sdxl import added_conditions
 from nodes.backends.sigmas import ModelSigmas, schedule
 
 # The samplers implemented, in ComfyUI's order (the first is its default). ComfyUI's other
@@ -195,9 +196,13 @@ def _x0(model: Model, x: Any, sigma: Any, entries: list[Conditioning],
         model_in = torch.cat([model_in, torch.cat([
             torch.cat(_inpaint_concat(model, entry, x), dim=1) for entry in entries])], dim=1)
     dtype = model.dtype or torch.float32
+    added: dict[str, Any] = {}  # nothing for SD 1.x/2.x: their UNet call stays as it was
+    if getattr(model.unet.config, "addition_embed_type", None) == "text_time":  # SDXL
+        added["added_cond_kwargs"] = added_conditions(entries, x, batch, model.device, dtype)
     with torch.no_grad():
         out = model.unet(model_in.to(model.device, dtype), timestep.to(model.device),
-                         encoder_hidden_states=embeds.to(model.device, dtype)).sample
+                         encoder_hidden_states=embeds.to(model.device, dtype),
+                         **added).sample
     predictions = []
     for part in out.float().cpu().chunk(count):
         if model.sigmas.prediction == "v_prediction":

@@ -102,3 +102,36 @@ class InpaintModelConditioning(Node):
             positive=[[embeds, {**info, **extra}] for embeds, info in self.positive],
             negative=[[embeds, {**info, **extra}] for embeds, info in self.negative],
             latent=latent(original, noise_mask=mask if self.noise_mask else None))
+
+
+MAX_RESOLUTION = 16384
+
+
+@node("CLIPTextEncodeSDXL", category="advanced/conditioning",
+      display_name="CLIPTextEncodeSDXL")
+class CLIPTextEncodeSDXL(Node):
+    """SDXL's two prompts and size conditioning: ``text_g`` goes to CLIP-G, ``text_l`` to
+    CLIP-L; the six sizes tell the UNet the picture's original size, crop and target."""
+
+    clip: ClipPart = Input()
+    width: int = Input(1024, min=0, max=MAX_RESOLUTION)
+    height: int = Input(1024, min=0, max=MAX_RESOLUTION)
+    crop_w: int = Input(0, min=0, max=MAX_RESOLUTION)
+    crop_h: int = Input(0, min=0, max=MAX_RESOLUTION)
+    target_width: int = Input(1024, min=0, max=MAX_RESOLUTION)
+    target_height: int = Input(1024, min=0, max=MAX_RESOLUTION)
+    text_g: str = Input(multiline=True)
+    text_l: str = Input(multiline=True)
+
+    class Outputs(NodeOutputs):
+        CONDITIONING: Conditioning = Output()
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        clip = part(self.clip, "clip", "clip")
+        encoded = host(ctx, clip).call("encode_text_sdxl", self.text_g, self.text_l)
+        # The sizes are plain numbers: added here rather than sent to the host and back.
+        sizes = {"width": self.width, "height": self.height, "crop_w": self.crop_w,
+                 "crop_h": self.crop_h, "target_width": self.target_width,
+                 "target_height": self.target_height}
+        return self.Outputs(CONDITIONING=[[embeds, {**info, **sizes}]
+                                          for embeds, info in encoded])
