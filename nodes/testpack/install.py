@@ -21,7 +21,9 @@ TINY_VIDEO = "test-video-tiny"
 # Sorts after TINY_SD on purpose: the store's default diffusion model is the first test
 # model by id, and the suite expects that to stay the diffusers-format TINY_SD.
 TINY_CHECKPOINT = "test-sd-tiny-ckpt"
-TEST_MODELS = (TINY_SD, TINY_INPAINT, TINY_UPSCALER, TINY_VIDEO, TINY_CHECKPOINT)
+# Also after TINY_SD ("test-sd-" < "test-sdx"), for the same reason.
+TINY_SDXL = "test-sdxl-tiny"
+TEST_MODELS = (TINY_SD, TINY_INPAINT, TINY_UPSCALER, TINY_VIDEO, TINY_CHECKPOINT, TINY_SDXL)
 
 DIFFUSERS = "nodes.backends.diffusers_sd:DiffusersBackend"
 
@@ -45,6 +47,11 @@ def _upscaler(path: Path) -> None:
 def _video(path: Path) -> None:
     from nodes.testpack.video import build_tiny_svd
     build_tiny_svd(path)
+
+
+def _sdxl(path: Path) -> None:
+    from nodes.testpack.sdxl import build_tiny_sdxl
+    build_tiny_sdxl(path)
 
 
 def _checkpoint(path: Path) -> None:
@@ -78,6 +85,10 @@ _PACK: dict[str, tuple[Callable[[Path], None], dict]] = {
         resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
         description="Tiny random-weight SD 1.x as one LDM-layout .safetensors checkpoint "
                     "(Civitai's layout), with its diffusers config folder")),
+    TINY_SDXL: (_sdxl, dict(
+        kind="diffusion", format="diffusers", path="weights", backend=DIFFUSERS,
+        options={"arch": "sdxl"}, resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
+        description="Tiny random-weight SDXL (two text encoders, size conditioning, 8x VAE)")),
 }
 
 

@@ -131,7 +131,7 @@ def test_capabilities_change_when_the_test_pack_is_removed(registry, tmp_path):
         assert installed["outpaint"]["model"] == TINY_INPAINT
         assert sorted(remove_test_pack(store)) == sorted(
             ["test-sd-tiny", TINY_INPAINT, TINY_UPSCALER, "test-video-tiny",
-             "test-sd-tiny-ckpt"])
+             "test-sd-tiny-ckpt", "test-sdxl-tiny"])
         removed = features()
         assert removed["upscale"]["model"] == "classic:lanczos+sharpen"
         assert removed["inpaint"]["available"] is False and removed["inpaint"]["reason"]
