@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from engine.sdk import Input, Node, NodeContext, NodeOutputs, Output, node
 from engine.types import Port
 from nodes.comfy.loader import ClipPart, VaePart, part
-from nodes.comfy.stream import host
+from nodes.comfy.stream import host, vae_encode
 from nodes.comfy.value import ImageTensor, MaskTensor, image_tensor, latent, mask_tensor
 
 Conditioning = Annotated[Any, Port("CONDITIONING")]
@@ -93,10 +93,10 @@ class InpaintModelConditioning(Node):
         latent: Latent = Output()
 
     def run(self, ctx: NodeContext) -> Outputs:
-        vae = host(ctx, part(self.vae, "vae", "vae"))
+        vae = part(self.vae, "vae", "vae")
         pixels, mask = crop_to_eight(image_tensor(self.pixels), mask_tensor(self.mask))
-        concat = vae.call("vae_encode", greyed_out(pixels, mask))
-        original = vae.call("vae_encode", pixels)
+        concat = vae_encode(ctx, vae, greyed_out(pixels, mask))
+        original = vae_encode(ctx, vae, pixels)
         extra = {"concat_latent_image": concat, "concat_mask": mask}
         return self.Outputs(
             positive=[[embeds, {**info, **extra}] for embeds, info in self.positive],
