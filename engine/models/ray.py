@@ -94,8 +94,14 @@ class Manager:
         self.hosts[manifest.id] = (actor, memory, gpus)
         return manifest.id, actor
 
-    def forget(self, model_id: str) -> None:
-        """A host died: drop it so the next ``acquire`` creates a new one."""
+    def forget(self, model_id: str, dead: Any = None) -> None:
+        """A host died: drop it so the next ``acquire`` creates a new one. ``dead`` is the
+        actor the caller saw die: when several callers saw it, the first one's new host
+        is already in place and must not be killed by the others."""
+        entry = self.hosts.get(model_id)
+        if entry is not None and dead is not None and \
+                entry[0]._actor_id != dead._actor_id:
+            return
         entry = self.hosts.pop(model_id, None)
         if entry is not None:
             try:
@@ -159,7 +165,7 @@ class RayHandle:
 
     def _replace(self, exc: BaseException, retry: bool | None = None) -> None:
         """Have the manager start a new host; retry once only when the caller may."""
-        ray.get(self.models.manager.forget.remote(self.id))
+        ray.get(self.models.manager.forget.remote(self.id, self.actor))
         _, self.actor = ray.get(self.models.manager.acquire.remote(self.kind, self.id))
         if not (self.retry if retry is None else retry):
             raise ModelHostError(f"the host of model '{self.id}' died while serving this node "

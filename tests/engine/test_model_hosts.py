@@ -70,6 +70,23 @@ def test_a_killed_host_is_recreated_and_an_idempotent_call_retried(ray_models):
     assert models.facts()["created"] == created + 1
 
 
+def test_callers_that_saw_one_host_die_restart_it_once(ray_models):
+    """Two nodes whose calls failed on the same dead host both ask for a new one: the
+    second must not kill the host the first just started (it did, and the first node's
+    retry then failed with ActorDiedError)."""
+    import ray
+
+    models = ray_models
+    first, second = models.get("embedding"), models.get("embedding")
+    expected = first.call("embed", ["twice"])
+    ray.kill(ray.get_actor(f"model:{EMBEDDER}"))
+    created = models.facts()["created"]
+    assert first.call("embed", ["twice"]) == expected  # restarts the host, retries
+    assert second.call("embed", ["twice"]) == expected  # its stale actor: no second kill
+    assert first.call("embed", ["twice"]) == expected  # the first's host is still alive
+    assert models.facts()["created"] == created + 1
+
+
 def test_a_non_idempotent_call_on_a_dead_host_fails_clearly_then_recovers(ray_models):
     import ray
 
