@@ -126,3 +126,28 @@ def _inside(path: Path, roots: list[Path]) -> bool:
         except OSError:
             continue
     return False
+
+
+# Files listed at most: a huge folder must not make every editor load slow.
+MAX_LISTED_FILES = 10_000
+
+
+def listed_files(folder: Path, suffixes: frozenset[str]) -> list[str]:
+    """The files under ``folder`` with one of ``suffixes`` (lower-case), as sorted relative
+    paths with ``/`` (``sub/a.png``), as ComfyUI lists its folders in combos; hidden
+    entries and symlinks are left out."""
+    found: list[str] = []
+    if not folder.is_dir():
+        return found
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(root)
+        for name in files:
+            path = base / name
+            if name.startswith(".") or path.suffix.lower() not in suffixes \
+                    or path.is_symlink():
+                continue
+            found.append(path.relative_to(folder).as_posix())
+            if len(found) >= MAX_LISTED_FILES:
+                return sorted(found)
+    return sorted(found)

@@ -51,7 +51,7 @@ def as_pil(value: Any, kind: str) -> Any:
     torch = sys.modules.get("torch")  # no tensor can exist unless torch was imported
     if torch is None or not isinstance(value, torch.Tensor):
         return value
-    from nodes.comfy.value import mask_pictures, pictures_of
+    from engine.pictures import mask_pictures, pictures_of
 
     pictures = mask_pictures(value) if kind == MASK else pictures_of(value)
     if len(pictures) != 1:

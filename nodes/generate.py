@@ -42,14 +42,17 @@ def sides_of_eight(inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
             if isinstance(inputs.get(side), int) and inputs[side] % 8]
 
 
-def diffuse(ctx: NodeContext, handle: Any, method: str, **call: Any) -> dict[str, Any]:
-    """Stream one call from a diffusion host; returns its ``{"images", "seeds"}``."""
+def diffuse(ctx: NodeContext, handle: Any, method: str, key: str = "images",
+            **call: Any) -> dict[str, Any]:
+    """Stream one call from a model host, its steps reported as the node's progress (with
+    the latest preview); returns the final update, the one holding ``key`` (a diffusion
+    host's ``{"images", "seeds"}`` by default)."""
     final: dict[str, Any] = {}
     stream = handle.stream(method, **call)
     try:
         for batch in stream:
             for update in batch:
-                if "images" in update:
+                if key in update:
                     final = update
             steps = [u for u in batch if "step" in u]
             if steps:
@@ -60,7 +63,7 @@ def diffuse(ctx: NodeContext, handle: Any, method: str, **call: Any) -> dict[str
     finally:
         stream.close()
     if not final:
-        raise RuntimeError(f"model {handle.id} returned no images")
+        raise RuntimeError(f"model {handle.id} returned no {key}")
     return final
 
 

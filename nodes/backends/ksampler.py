@@ -187,7 +187,7 @@ def _x0(model: Model, x: Any, sigma: Any, entries: list[Conditioning],
     if model.predict is not None:
         return [model.predict(x, sigma, entry) for entry in entries]
     count = len(entries)
-    embeds = torch.cat([_batched3(entry.embeds, batch) for entry in entries])
+    embeds = torch.cat([_batched(entry.embeds, batch) for entry in entries])
     sigma_b = sigma.reshape(1).repeat(batch).reshape(batch, 1, 1, 1)
     c_in = 1.0 / (sigma_b ** 2 + 1.0) ** 0.5
     timestep = model.sigmas.timestep(sigma.reshape(1)).float().repeat(batch * count)
@@ -213,12 +213,6 @@ def _x0(model: Model, x: Any, sigma: Any, entries: list[Conditioning],
     return predictions
 
 
-def _batched3(embeds: Any, batch: int) -> Any:
-    if embeds.shape[0] == batch:
-        return embeds
-    return embeds.repeat(math.ceil(batch / embeds.shape[0]), 1, 1)[:batch]
-
-
 def _inpaint_concat(model: Model, entry: Conditioning, x: Any) -> list[Any]:
     """[mask, masked-image latent] for a 9-channel UNet, from InpaintModelConditioning's
     ``concat_mask``/``concat_latent_image`` (missing ones: no mask, a blank image)."""
@@ -242,9 +236,11 @@ def _inpaint_concat(model: Model, entry: Conditioning, x: Any) -> list[Any]:
 
 
 def _batched(tensor: Any, batch: int) -> Any:
+    """The tensor's first axis tiled (or cut) to ``batch``."""
     if tensor.shape[0] == batch:
         return tensor
-    return tensor.repeat(math.ceil(batch / tensor.shape[0]), 1, 1, 1)[:batch]
+    tiles = (math.ceil(batch / tensor.shape[0]),) + (1,) * (tensor.ndim - 1)
+    return tensor.repeat(*tiles)[:batch]
 
 
 def _latent_mask(noise_mask: Any, latent: Any) -> Any:

@@ -11,7 +11,6 @@ copied.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.declare import FOLDER_SUFFIXES
+from engine.files import listed_files
 from engine.models.manifest import ModelManifest, ModelResources
 from engine.models.store import ModelStore
 from engine.sdk import ModelNotFoundError
@@ -63,16 +63,7 @@ class ModelFolder:
     def files(self) -> list[str]:
         """The weights files, as the editor's combo lists them (relative paths with "/",
         sorted; hidden entries and symlinks left out)."""
-        base = self.path()
-        found = []
-        for root, dirs, names in os.walk(base):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            for name in names:
-                path = Path(root) / name
-                if not name.startswith(".") and path.suffix.lower() in FOLDER_SUFFIXES \
-                        and not path.is_symlink():
-                    found.append(path.relative_to(base).as_posix())
-        return sorted(found)
+        return listed_files(self.path(), FOLDER_SUFFIXES)
 
     def file(self, name: str) -> Path | None:
         """The file ``name`` means in the folder, or None. Names leading outside the

@@ -6,6 +6,7 @@ from typing import Any
 
 from engine.sdk import NodeContext
 from nodes.comfy.value import Component
+from nodes.generate import diffuse
 
 # VAELoader's identity VAE: pictures are their own "latents" (ComfyUI's pixel_space).
 PIXEL_SPACE = "pixel_space"
@@ -30,22 +31,6 @@ def vae_encode(ctx: NodeContext, vae: Component, pixels: Any) -> Any:
 
 
 def streamed(ctx: NodeContext, handle: Any, method: str, result: str, **call: Any) -> Any:
-    """Stream ``method`` from the host; returns the final update's ``result`` value. Step
-    updates become progress (with the latest preview); a cancelled run stops the host."""
-    final: Any = None
-    stream = handle.stream(method, **call)
-    try:
-        for batch in stream:
-            steps = [u for u in batch if "step" in u]
-            for update in batch:
-                if result in update:
-                    final = update[result]
-            if steps:
-                previews = [u["preview"] for u in steps if u.get("preview")]
-                ctx.progress(steps[-1]["step"], steps[-1]["total"],
-                             preview=previews[-1] if previews else None)
-    finally:
-        stream.close()
-    if final is None:
-        raise RuntimeError(f"model {handle.id} returned no {result}")
-    return final
+    """Stream ``method`` from the host (steps become progress; a cancelled run stops the
+    host); returns the final update's ``result`` value."""
+    return diffuse(ctx, handle, method, result, **call)[result]

@@ -6,7 +6,6 @@ Shapes follow COMFY-COMPAT.md (observed on ComfyUI 0.3.64); where ComfyUI misrep
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from typing import Any
 from engine.declare import FOLDER_SUFFIXES
 from engine.errors import ValidationIssue
 from engine.events import Event
+from engine.files import listed_files
 from engine.models.store import ModelStore
 from engine.spec import InputSpec, NodeSpec
 from server.services.runs import RunRecord
@@ -49,33 +49,12 @@ _OPEN_NUMBER = {"INT": {"min": -sys.maxsize, "max": sys.maxsize},
 # What the input folder lists for image.Load (engine.pictures reads these formats).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif",
                             ".tiff"})
-# Files listed at most: a huge input folder must not make every editor load slow.
-MAX_LISTED_FILES = 10_000
 
 
 def input_images(folder: Path) -> list[str]:
     """The pictures under ``folder`` as sorted relative paths with ``/`` (``sub/a.png``), as
     ComfyUI's LoadImage lists its input folder; hidden entries and symlinks are left out."""
-    return folder_files(folder, IMAGE_SUFFIXES)
-
-
-def folder_files(folder: Path, suffixes: frozenset[str]) -> list[str]:
-    """The files under ``folder`` with one of ``suffixes``, listed as ``input_images``."""
-    found: list[str] = []
-    if not folder.is_dir():
-        return found
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        base = Path(root)
-        for name in files:
-            path = base / name
-            if name.startswith(".") or path.suffix.lower() not in suffixes \
-                    or path.is_symlink():
-                continue
-            found.append(path.relative_to(folder).as_posix())
-            if len(found) >= MAX_LISTED_FILES:
-                return sorted(found)
-    return sorted(found)
+    return listed_files(folder, IMAGE_SUFFIXES)
 
 
 def input_options(specs: Iterable[NodeSpec], model_store: ModelStore,
@@ -95,7 +74,7 @@ def input_options(specs: Iterable[NodeSpec], model_store: ModelStore,
             kinds = part.removeprefix("models:").split(",")
             listed[part] = [m.id for kind in kinds for m in models if m.kind == kind]
         elif part.startswith("folder:"):
-            listed[part] = folder_files(model_store.root / part.removeprefix("folder:"),
+            listed[part] = listed_files(model_store.root / part.removeprefix("folder:"),
                                         FOLDER_SUFFIXES)
     return {source: list(dict.fromkeys(value for part in source.split("|")
                                        for value in listed.get(part, [])))
