@@ -182,8 +182,10 @@ def test_clip_text_encode_sdxl_pads_the_shorter_side_with_empty_chunks(sdxl: Any
     assert embeds.shape == (1, 154, L_WIDTH + G_WIDTH)
     ((short, _),) = sdxl.encode_text("a red fox")
     ((empty, _),) = sdxl.encode_text("")
-    assert torch.equal(embeds[:, :77, :L_WIDTH], short[..., :L_WIDTH])
-    assert torch.equal(embeds[:, 77:, :L_WIDTH], empty[..., :L_WIDTH])
+    # L's two chunks are encoded as one batch of 2, the references alone: kernels picked by
+    # batch size may round differently (CPUs with and without AVX-512), hence a tolerance.
+    assert torch.allclose(embeds[:, :77, :L_WIDTH], short[..., :L_WIDTH], atol=1e-5)
+    assert torch.allclose(embeds[:, 77:, :L_WIDTH], empty[..., :L_WIDTH], atol=1e-5)
     ((both, _),) = sdxl.encode_text_sdxl("a red fox", "a red fox")
     assert torch.equal(both, short)
 

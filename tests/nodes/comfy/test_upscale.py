@@ -170,7 +170,8 @@ def test_homepilots_upscale_workflow_runs_on_the_upscaler_host(executor, test_pa
     source = torch.from_numpy(np.asarray(picture(40, 30), dtype=np.float32) / 255)[None]
     store = ModelStore(get_settings().models_dir)
     weights = store.weights(store.get(TINY_UPSCALER))
-    assert torch.allclose(big, whole(backend(weights), source), atol=1e-5)
+    # the host may run torch with another thread count than this process: a tolerance
+    assert torch.allclose(big, whole(backend(weights), source), atol=1e-4)
     assert saved(result, "5").size == (100, 70)
 
 
@@ -208,7 +209,7 @@ def test_a_loose_file_in_upscale_models_loads_through_the_same_host(
                         big="3.0")
     big = result.outputs["big"]
     source = torch.from_numpy(np.asarray(picture(24, 20), dtype=np.float32) / 255)[None]
-    assert torch.allclose(big, whole(backend(path), source), atol=1e-5)  # its weights
+    assert torch.allclose(big, whole(backend(path), source), atol=1e-4)  # its weights
     store = ModelStore(get_settings().models_dir)
     (manifest,) = [m for m in store.list("upscaler") if m.path == str(path.resolve())]
     assert manifest.id == f"upscale-models-{name.lower().replace('/', '-')}"

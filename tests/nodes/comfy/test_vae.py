@@ -90,7 +90,8 @@ def test_a_loaded_vae_decodes_what_the_checkpoint_sampled(executor, test_pack, v
     with torch.no_grad():
         direct = tiny_vae().decode(result.outputs["latent"]["samples"]).sample
     expected = ((direct + 1) / 2).clamp(0, 1).movedim(1, -1)
-    assert torch.allclose(result.outputs["loaded"], expected, atol=1e-5)
+    # the host and this process may run torch with different thread counts: a tolerance
+    assert torch.allclose(result.outputs["loaded"], expected, atol=1e-4)
     assert not torch.allclose(result.outputs["loaded"], result.outputs["own"], atol=1e-2)
 
 
