@@ -12,7 +12,8 @@ from engine.registry import Registry, RegistrySource
 MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed",
            "generate", "enhance", "video", "graph",
            # ComfyUI's core nodes, under ComfyUI's names
-           "comfy.loader", "comfy.conditioning", "comfy.sampling", "comfy.vae",
+           "comfy.loader", "comfy.clip", "comfy.lora", "comfy.conditioning",
+           "comfy.sampling", "comfy.vae",
            "comfy.latent", "comfy.picture", "comfy.mask", "comfy.files", "comfy.video",
            "comfy.upscale", "comfy.background")
 

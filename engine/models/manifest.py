@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-ModelKind = Literal["llm", "embedding", "diffusion", "inpaint", "upscaler", "video", "vae"]
+# unet and clip: a lone diffusion model or text encoder file (ComfyUI's UNETLoader, CLIPLoader)
+ModelKind = Literal["llm", "embedding", "diffusion", "inpaint", "upscaler", "video", "vae",
+                    "unet", "clip"]
 _ID = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,127}$")
 
 

@@ -96,11 +96,18 @@ def detect_arch(path: Path) -> str:
 
 
 def _names(path: Path) -> list[str]:
+    return list(tensor_shapes(path))
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's name and shape; a .safetensors file's header is read without its
+    tensors (a .ckpt has to be read whole)."""
     if path.suffix.lower() in SAFETENSORS:
         from safetensors import safe_open
         with safe_open(str(path), framework="pt") as opened:
-            return list(opened.keys())
-    return list(read_state_dict(path))
+            return {name: tuple(opened.get_slice(name).get_shape()) for name in opened.keys()}
+    return {name: tuple(value.shape) for name, value in read_state_dict(path).items()
+            if hasattr(value, "shape")}
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:

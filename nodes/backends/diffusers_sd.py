@@ -125,6 +125,8 @@ class DiffusersBackend(PartCalls):
              pictures: Callable[[dict[str, Any]], dict[str, Any]],
              **common: Any) -> list[dict[str, Any]]:
         settings = calls[0]
+        self._patched("unet")  # a LoraLoader graph's patches are not this run's
+        self._patched("clip")
         if task == "text2img" and settings.get("sampler") in KSAMPLERS:
             # ComfyUI's samplers run as ComfyUI runs them (see parts.PartCalls).
             self._pipe(task)  # refuses an inpainting-only model as the pipeline would

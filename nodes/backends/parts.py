@@ -7,18 +7,38 @@ embeddings, latents and pictures as tensors.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nodes.backends.ksampler import SAMPLERS, Conditioning, Job, Model, sample
+from nodes.backends.lora import LoraError, Patcher
 from nodes.backends.prompt import encode, encode_sdxl
 from nodes.backends.sampler import latent_preview
 from nodes.backends.sigmas import SCHEDULERS, ModelSigmas
 from nodes.backends.vae import decode_latents, encode_pixels
 
+# LoRA patches as the nodes pass them: (file, strength) pairs, applied in order.
+Loras = Sequence[Sequence[Any]]
+
+
+@dataclass
+class Parts:
+    """Some of a Stable Diffusion pipeline's components, for hosts that hold only a few
+    (a lone UNet from UNETLoader, text encoders from CLIPLoader): what PartCalls reads
+    of a pipeline, the missing ones None."""
+
+    unet: Any = None
+    scheduler: Any = None
+    vae: Any = None
+    tokenizer: Any = None
+    text_encoder: Any = None
+    tokenizer_2: Any = None
+    text_encoder_2: Any = None
+
 
 class PartCalls:
-    """Mixed into a diffusers backend holding ``base`` (a Stable Diffusion pipeline)."""
+    """Mixed into a backend holding ``base``: a Stable Diffusion pipeline, or ``Parts``."""
 
     base: Any
     device: str
@@ -26,10 +46,27 @@ class PartCalls:
     def _sdxl(self) -> bool:
         return getattr(self.base, "text_encoder_2", None) is not None
 
-    def encode_text(self, text: str) -> list[list[Any]]:
+    def _patched(self, part: str, loras: Loras = ()) -> None:
+        """Make the UNet (``part`` "unet") or the text encoders ("clip") carry exactly
+        these LoRAs: every call that uses them says which, since graphs with other LoRAs
+        (or none) share this host. Calls run one at a time on the host's worker thread."""
+        patchers: dict[str, Patcher] = self.__dict__.setdefault("_patchers", {})
+        if part not in patchers:
+            names = ("unet",) if part == "unet" else ("text_encoder", "text_encoder_2")
+            roots = {name: getattr(self.base, name, None) for name in names}
+            roots = {name: model for name, model in roots.items() if model is not None}
+            if not roots:
+                if loras:
+                    raise LoraError(f"this model has no {part} to apply a LoRA to")
+                return
+            patchers[part] = Patcher(roots)
+        patchers[part].use(loras)
+
+    def encode_text(self, text: str, loras: Loras = ()) -> list[list[Any]]:
         """CLIPTextEncode: ``[[embeddings, {"pooled_output": pooled}]]``. On SDXL both CLIPs
         read the text and the dict carries no sizes: the sampler takes them from the
         latent, as ComfyUI's does."""
+        self._patched("clip", loras)
         if self._sdxl():
             embeds, pooled = encode_sdxl(self.base, text, text, self.device)
         else:
@@ -37,9 +74,11 @@ class PartCalls:
                                     self.device)
         return [[embeds, {"pooled_output": pooled}]]
 
-    def encode_text_sdxl(self, text_g: str, text_l: str) -> list[list[Any]]:
+    def encode_text_sdxl(self, text_g: str, text_l: str,
+                         loras: Loras = ()) -> list[list[Any]]:
         """CLIPTextEncodeSDXL's encoding: ``text_g`` to CLIP-G, ``text_l`` to CLIP-L (the
         node adds the six sizes to the dict)."""
+        self._patched("clip", loras)
         if not self._sdxl():
             raise ValueError("CLIPTextEncodeSDXL needs an SDXL checkpoint's CLIP (two text "
                              "encoders, L and G); this checkpoint has one")
@@ -54,19 +93,24 @@ class PartCalls:
         """VAEEncode: an IMAGE to raw latents (see ``vae.encode_pixels``)."""
         return encode_pixels(self.base.vae, pixels, self.device)
 
+    def latent_format(self) -> tuple[float, float]:
+        """(scale, shift) between raw VAE latents and the UNet's: the VAE's config."""
+        vae = self.base.vae.config
+        return (float(getattr(vae, "scaling_factor", 0.18215) or 0.18215),
+                float(getattr(vae, "shift_factor", None) or 0.0))
+
     def sampling_model(self) -> Model:
         config = dict(self.base.scheduler.config)
-        vae = self.base.vae.config
+        scale, shift = self.latent_format()
         return Model(unet=self.base.unet, sigmas=ModelSigmas.from_config(config),
-                     scale=float(getattr(vae, "scaling_factor", 0.18215) or 0.18215),
-                     shift=float(getattr(vae, "shift_factor", None) or 0.0),
-                     device=self.device, dtype=self.base.unet.dtype)
+                     scale=scale, shift=shift, device=self.device, dtype=self.base.unet.dtype)
 
     def ksample(self, latent: dict[str, Any], positive: list[list[Any]],
-                negative: list[list[Any]], preview: bool = False,
+                negative: list[list[Any]], preview: bool = False, loras: Loras = (),
                 **settings: Any) -> Iterator[dict[str, Any]]:
         """KSampler / KSamplerAdvanced: streams ``{"step", "total"[, "preview"]}`` after
         each step, then ``{"samples"}`` (raw latents, the input's shape)."""
+        self._patched("unet", loras)
         yield from sampled(self.sampling_model(), latent, positive, negative, preview,
                            **settings)
 
@@ -80,6 +124,8 @@ class PartCalls:
 
         from nodes.comfy.value import pictures_of
 
+        self._patched("unet")
+        self._patched("clip")
         factor = int(getattr(self.base, "vae_scale_factor", 8))
         channels = int(self.base.vae.config.latent_channels)
         results = []

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from engine.sdk import Input, Node, NodeContext, NodeOutputs, Output, node
 from engine.types import Port
 from nodes.comfy.loader import ClipPart, VaePart, part
-from nodes.comfy.stream import host, vae_encode
+from nodes.comfy.stream import host, patches, vae_encode
 from nodes.comfy.value import ImageTensor, MaskTensor, image_tensor, latent, mask_tensor
 
 Conditioning = Annotated[Any, Port("CONDITIONING")]
@@ -33,7 +33,8 @@ class CLIPTextEncode(Node):
                                "checkpoint loader node your checkpoint does not contain a "
                                "valid clip or text encoder model.")
         clip = part(self.clip, "clip", "clip")
-        return self.Outputs(CONDITIONING=host(ctx, clip).call("encode_text", self.text))
+        return self.Outputs(CONDITIONING=host(ctx, clip).call("encode_text", self.text,
+                                                              **patches(clip)))
 
 
 @node("ConditioningCombine", category="conditioning", display_name="Conditioning (Combine)")
@@ -128,7 +129,8 @@ class CLIPTextEncodeSDXL(Node):
 
     def run(self, ctx: NodeContext) -> Outputs:
         clip = part(self.clip, "clip", "clip")
-        encoded = host(ctx, clip).call("encode_text_sdxl", self.text_g, self.text_l)
+        encoded = host(ctx, clip).call("encode_text_sdxl", self.text_g, self.text_l,
+                                       **patches(clip))
         # The sizes are plain numbers: added here rather than sent to the host and back.
         sizes = {"width": self.width, "height": self.height, "crop_w": self.crop_w,
                  "crop_h": self.crop_h, "target_width": self.target_width,

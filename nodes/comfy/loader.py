@@ -24,6 +24,7 @@ from engine.sdk import (
 )
 from engine.settings import get_settings
 from engine.types import Port
+from nodes.backends.unet import WEIGHT_DTYPES
 from nodes.comfy.folder import ModelFolder, refused_name, store
 from nodes.comfy.value import Component
 
@@ -104,3 +105,59 @@ class CheckpointLoaderSimple(Node):
         return self.Outputs(**{
             name: Component(model=model, kind=kind, part=piece)
             for name, piece in (("MODEL", "unet"), ("CLIP", "clip"), ("VAE", "vae"))})
+
+
+# ComfyUI reads lone diffusion models from models/diffusion_models, and models/unet too.
+DIFFUSION_MODELS = ModelFolder("diffusion_models", "unet", "nodes.backends.unet:UnetBackend",
+                               gpu=0.5, aliases=("unet",))
+
+
+def config_for(arch: str, needed: str, path: Path) -> Path:
+    """``models/configs/<arch>``, the diffusers-format config folder a lone part file is
+    built with, or a clear error naming what is missing there."""
+    config = get_settings().models_dir / "configs" / arch
+    if not (config / needed).exists():
+        raise ModelNotFoundError(
+            f"{path.name} is an {arch} model, and loading it needs the diffusers-format "
+            f"configs of {arch} at {config} ({needed} is missing): nothing can be fetched "
+            "from the Hub here")
+    return config
+
+
+def diffusion_model(name: str) -> Path:
+    path = DIFFUSION_MODELS.file(name)
+    if path is None:
+        raise ModelNotFoundError(f"unet_name: {name!r} not in {DIFFUSION_MODELS.files()}")
+    return path
+
+
+@node("UNETLoader", category="advanced/loaders", display_name="Load Diffusion Model")
+class UNETLoader(Node):
+    """A lone diffusion model (UNet) file from models/diffusion_models: SD 1.x/2.x/XL, in
+    the original or diffusers' layout, built with models/configs/<arch>."""
+
+    unet_name: str = Input(options_from=DIFFUSION_MODELS.source)
+    weight_dtype: str = Input("default", choices=list(WEIGHT_DTYPES),
+                              description="fp8 stores the weights in 8 bits and computes "
+                                          "each layer in full precision.")
+
+    class Outputs(NodeOutputs):
+        MODEL: ModelPart = Output()
+
+    @classmethod
+    def check(cls, inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
+        return refused_name(inputs, "unet_name", diffusion_model)
+
+    def run(self, ctx: NodeContext) -> Outputs:
+        from nodes.backends.unet import unet_arch
+
+        path = diffusion_model(self.unet_name)
+        arch = unet_arch(path)
+        config = config_for(arch, "unet/config.json", path)
+        variant = "" if self.weight_dtype == "default" else self.weight_dtype
+        model = DIFFUSION_MODELS.register(path, options={
+            "arch": arch, "config": str(config), "weight_dtype": self.weight_dtype},
+            variant=variant)
+        ctx.model(DIFFUSION_MODELS.kind, model)  # the host loads it now: a bad file fails here
+        return self.Outputs(MODEL=Component(model=model, kind=DIFFUSION_MODELS.kind,
+                                            part="unet"))

@@ -9,7 +9,7 @@ from nodes.backends.ksampler import SAMPLERS
 from nodes.backends.sigmas import SCHEDULERS
 from nodes.comfy.conditioning import Conditioning, Latent
 from nodes.comfy.loader import ModelPart, part
-from nodes.comfy.stream import host, streamed
+from nodes.comfy.stream import host, patches, streamed
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
@@ -21,7 +21,8 @@ def run_sampler(ctx: NodeContext, model: Any, latent_image: dict[str, Any],
     if unet.min_cfg is not None:
         settings["min_cfg"] = unet.min_cfg
     samples = streamed(ctx, host(ctx, unet), "ksample", "samples", latent=latent_image,
-                       positive=positive, negative=negative, preview=True, **settings)
+                       positive=positive, negative=negative, preview=True,
+                       **patches(unet), **settings)
     return {**latent_image, "samples": samples}
 
 

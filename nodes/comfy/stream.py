@@ -16,6 +16,12 @@ def host(ctx: NodeContext, component: Component) -> Any:
     return ctx.model(component.kind, component.model)
 
 
+def patches(component: Component) -> dict[str, Any]:
+    """The ``loras`` keyword of a call using the part, only when it carries any: hosts
+    that patch nothing (SVD's) never see the keyword."""
+    return {"loras": [list(pair) for pair in component.loras]} if component.loras else {}
+
+
 def vae_decode(ctx: NodeContext, vae: Component, samples: Any) -> Any:
     """Raw latents to an IMAGE on the VAE's host (pixel_space: the samples themselves)."""
     if vae.model == PIXEL_SPACE:

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nodes.backends.layout import ldm_names
 from nodes.testpack.diffusion import _tokenizer_files
 
 if TYPE_CHECKING:
@@ -27,12 +28,6 @@ CONFIG_FOLDER = "config"
 POSITIONS = 77  # CLIP's context length, as in SD 1.x
 
 UNET, VAE, CLIP = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.transformer."
-_UNET_LAYERS = {  # DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"], the names outside any block
-    "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-    "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
-_UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0",
-                "conv2": "out_layers.3", "time_emb_proj": "emb_layers.1",
-                "conv_shortcut": "skip_connection"}
 _VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v",
                   "to_out.0": "proj_out"}
 
@@ -93,47 +88,10 @@ def tiny_sd1_pipeline(seed: int = 2) -> Any:
 # -- diffusers names -> LDM names ------------------------------------------------------------
 
 
-def _resnet(rest: str) -> str:
-    name, param = rest.split(".", 1)
-    return f"{_UNET_RESNET[name]}.{param}"
-
-
-def _unet_name(key: str, per_block: int, upsampler_slot: dict[int, int]) -> str:
-    """One UNet parameter's LDM name. LDM numbers the blocks flat: ``input_blocks.0`` is
-    conv_in, then per level ``per_block - 1`` (resnet, attention) pairs and a downsampler;
-    ``output_blocks`` has ``per_block`` pairs per level, the upsampler riding in the last."""
-    module, _, param = key.rpartition(".")
-    if module in _UNET_LAYERS:
-        return f"{_UNET_LAYERS[module]}.{param}"
-    if found := re.fullmatch(r"(down|up)_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
-        side, level, part, layer, rest = found.groups()
-        flat = int(level) * per_block + int(layer)
-        blocks = f"input_blocks.{flat + 1}" if side == "down" else f"output_blocks.{flat}"
-        return f"{blocks}.0.{_resnet(rest)}" if part == "resnets" else f"{blocks}.1.{rest}"
-    if found := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(\w+)", key):
-        return f"input_blocks.{(int(found[1]) + 1) * per_block}.0.op.{found[2]}"
-    if found := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(\w+)", key):
-        level = int(found[1])
-        return (f"output_blocks.{level * per_block + per_block - 1}."
-                f"{upsampler_slot[level]}.conv.{found[2]}")
-    if found := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", key):
-        return f"middle_block.{2 * int(found[1])}.{_resnet(found[2])}"
-    if found := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", key):
-        return f"middle_block.1.{found[1]}"
-    raise KeyError(f"no LDM name for the UNet parameter {key!r}")
-
-
 def unet_to_ldm(state: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
-    """The UNet's state dict under ``model.diffusion_model.`` in LDM's flat numbering.
-    Attention blocks keep their inner names: LDM's SpatialTransformer and diffusers'
-    Transformer2DModel share them (SD 1 uses 1x1 conv proj_in/proj_out in both)."""
-    per_block = config["layers_per_block"] + 1
-    # An up level's upsampler follows its attention when it has one (slot 2), else slot 1.
-    upsampler_slot = {level: 2 if any(k.startswith(f"up_blocks.{level}.attentions.")
-                                      for k in state) else 1
-                      for level in range(len(config["up_block_types"]))}
-    return {UNET + _unet_name(key, per_block, upsampler_slot): value
-            for key, value in state.items()}
+    """The UNet's state dict under ``model.diffusion_model.`` in LDM's flat numbering."""
+    names = ldm_names(state, config)
+    return {UNET + names[key]: value for key, value in state.items()}
 
 
 def _vae_name(key: str, levels: int) -> tuple[str, bool]:
