@@ -166,6 +166,9 @@ def _unusable(value: Any) -> str | None:
     return None
 
 
+CHOICES_LISTED = 50  # the most choices an error message lists
+
+
 def _constant_problem(port_type: str, value: Any, low: float | None, high: float | None,
                       choices: list[Any] | None) -> tuple[str, str] | None:
     reason = _unusable(value)
@@ -173,7 +176,11 @@ def _constant_problem(port_type: str, value: Any, low: float | None, high: float
         return "invalid_input_type", f"this value {reason}"
     if choices is not None:
         if value not in choices:
-            listed = ", ".join(shown(c) for c in choices[:20])
+            # The whole list when it is of a readable length (ComfyUI's samplers: 24)
+            listed = ", ".join(shown(c) for c in choices[:CHOICES_LISTED])
+            more = len(choices) - CHOICES_LISTED
+            if more > 0:
+                listed += f" (and {more} more)"
             return "value_not_in_list", f"{shown(value)} is not one of: {listed}"
         return None
     if not t.constant_fits(port_type, value):

@@ -7,7 +7,8 @@ encodes them) and leave raw; inside they are in model space (× the VAE's scalin
 
 Randomness matches ComfyUI on a CPU: the initial noise is one ``randn`` of the latent's
 shape from a CPU generator seeded with ``seed``; ancestral samplers draw from a generator
-on the model's device seeded with ``seed``.
+on the model's device seeded with ``seed``; SDE samplers take the increments of one
+Brownian path, torchsde's BrownianTree with entropy ``seed`` (``solvers.Noise``).
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ from typing import Any
 
 from nodes.backends.sdxl import added_conditions
 from nodes.backends.sigmas import ModelSigmas, schedule
+from nodes.backends.solvers import SOLVERS, Denoiser, Noise, Sampler, Steps, ancestral_sigmas
 
-# The samplers implemented, in ComfyUI's order (the first is its default). ComfyUI's other
-# names (SDE samplers need torchsde's Brownian tree, which is not installed; uni_pc, lms...)
-# are refused at validation with this list.
-SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2m",
-            "ddpm", "lcm", "ddim")
-
-Denoiser = Callable[[Any, Any], Any]  # (x, σ as a 0-d tensor) -> x0 prediction
+# The samplers implemented, in ComfyUI's order (the first is its default); the newer
+# solvers are in nodes.backends.solvers. ComfyUI's other names are refused at validation
+# with this list: the *_cfg_pp ones (CFG++ needs the unguided x0 beside the guided one,
+# which the denoiser does not return), and heunpp2, dpm_fast, dpm_adaptive, ipndm_v,
+# res_multistep_ancestral, gradient_estimation, er_sde, seeds_2/3 and sa_solver(_pece),
+# which are not written yet.
+SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms",
+            "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_sde",
+            "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
+            "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "deis", "res_multistep", "ddim",
+            "uni_pc", "uni_pc_bh2")
 
 
 @dataclass
@@ -70,6 +76,9 @@ class Model:
     # A model family with its own call (SVD's EDM UNet, nodes.backends.svd): the x0 of one
     # entry, (x, σ, entry) -> x0 in model space. None: the SD UNet call of ``_x0``.
     predict: Callable[[Any, Any, Conditioning], Any] | None = None
+    # ControlNets (nodes.backends.controlnet.ControlNets.residuals): the UNet's residual
+    # arguments for the entries' controls, {} when none is active.
+    control: Callable[..., dict[str, Any]] | None = None
 
 
 def sigmas_for(model: Model, job: Job) -> list[float]:
@@ -120,8 +129,11 @@ def sample(model: Model, job: Job) -> Generator[tuple[int, int, Any], None, Any]
     x = latent + noise * (math.sqrt(1.0 + first ** 2) if max_denoise else first)
     denoiser = _denoiser(model, job, latent, noise)
     total = len(sigmas) - 1
-    steps = _SAMPLER_FUNCTIONS[job.sampler](denoiser, x, sigma_list,
-                                            _step_noise(job.seed, model.device))
+    # The *_gpu samplers keep their Brownian tree on the model's device (other numbers
+    # than the CPU's tree on a GPU; the same on a CPU).
+    tree_device = model.device if job.sampler.endswith("_gpu") else "cpu"
+    randomness = Noise(job.seed, model.device, sigma_list, tree_device)
+    steps = _SAMPLER_FUNCTIONS[job.sampler](denoiser, x, sigma_list, randomness)
     while True:
         try:
             step, x0 = next(steps)
@@ -199,6 +211,9 @@ def _x0(model: Model, x: Any, sigma: Any, entries: list[Conditioning],
     added: dict[str, Any] = {}  # nothing for SD 1.x/2.x: their UNet call stays as it was
     if getattr(model.unet.config, "addition_embed_type", None) == "text_time":  # SDXL
         added["added_cond_kwargs"] = added_conditions(entries, x, batch, model.device, dtype)
+    if model.control is not None:  # the ControlNets read the input without inpaint channels
+        added.update(model.control(model, entries, model_in[:, :x.shape[1]], timestep,
+                                   embeds, sigma, added))
     with torch.no_grad():
         out = model.unet(model_in.to(model.device, dtype), timestep.to(model.device),
                          encoder_hidden_states=embeds.to(model.device, dtype),
@@ -254,35 +269,10 @@ def _latent_mask(noise_mask: Any, latent: Any) -> Any:
     return _batched(mask.repeat(1, latent.shape[1], 1, 1), latent.shape[0])
 
 
-def _step_noise(seed: int, device: str) -> Callable[[Any], Any]:
-    """Per-step noise for ancestral samplers: randn of x's shape from a generator on the
-    model's device seeded with ``seed`` (ComfyUI's default noise sampler)."""
-    import torch
-
-    generator = torch.Generator(device).manual_seed(int(seed) % 2**64)
-
-    def draw(x: Any) -> Any:
-        return torch.randn(x.shape, generator=generator, device=device).float().cpu()
-
-    return draw
-
-
 # -- the samplers (k-diffusion's algorithms, as ComfyUI ships them) ------------------------
+# Each yields (step index, x0) after each step and returns the final x (solvers.Steps).
 
-# A sampler yields (step index, x0) after each step and returns the final x.
-Steps = Generator[tuple[int, Any], None, Any]
-Sampler = Callable[[Denoiser, Any, Any, Callable[[Any], Any]], Steps]
-
-
-def _ancestral(sigma: float, sigma_next: float) -> tuple[float, float]:
-    """σ_down, σ_up of an ancestral step with eta 1."""
-    if sigma_next == 0:
-        return 0.0, 0.0
-    up = min(sigma_next, (sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2) ** 0.5)
-    return (sigma_next ** 2 - up ** 2) ** 0.5, up
-
-
-def _euler(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+def _euler(denoise: Denoiser, x: Any, sigmas: Any, noise: Noise) -> Steps:
     for i in range(len(sigmas) - 1):
         x0 = denoise(x, sigmas[i])
         x = x + (x - x0) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
@@ -290,18 +280,18 @@ def _euler(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
     return x
 
 
-def _euler_ancestral(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+def _euler_ancestral(denoise: Denoiser, x: Any, sigmas: Any, noise: Noise) -> Steps:
     for i in range(len(sigmas) - 1):
         x0 = denoise(x, sigmas[i])
-        down, up = _ancestral(float(sigmas[i]), float(sigmas[i + 1]))
+        down, up = ancestral_sigmas(float(sigmas[i]), float(sigmas[i + 1]))
         x = x + (x - x0) / sigmas[i] * (down - sigmas[i])
         if sigmas[i + 1] > 0:
-            x = x + noise(x) * up
+            x = x + noise.step(x) * up
         yield i, x0
     return x
 
 
-def _heun(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+def _heun(denoise: Denoiser, x: Any, sigmas: Any, noise: Noise) -> Steps:
     for i in range(len(sigmas) - 1):
         x0 = denoise(x, sigmas[i])
         d = (x - x0) / sigmas[i]
@@ -316,14 +306,14 @@ def _heun(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
     return x
 
 
-def _dpm_2(denoise: Denoiser, x: Any, sigmas: Any, noise: Any,
+def _dpm_2(denoise: Denoiser, x: Any, sigmas: Any, noise: Noise,
            ancestral: bool = False) -> Steps:
     for i in range(len(sigmas) - 1):
         x0 = denoise(x, sigmas[i])
         d = (x - x0) / sigmas[i]
         target, up = sigmas[i + 1], 0.0
         if ancestral:
-            down, up = _ancestral(float(sigmas[i]), float(sigmas[i + 1]))
+            down, up = ancestral_sigmas(float(sigmas[i]), float(sigmas[i + 1]))
             target = sigmas.new_tensor(down)
         if target == 0:
             x = x + d * (target - sigmas[i])
@@ -333,12 +323,12 @@ def _dpm_2(denoise: Denoiser, x: Any, sigmas: Any, noise: Any,
             d2 = (x2 - denoise(x2, mid)) / mid
             x = x + d2 * (target - sigmas[i])
         if ancestral and sigmas[i + 1] > 0:
-            x = x + noise(x) * up
+            x = x + noise.step(x) * up
         yield i, x0
     return x
 
 
-def _dpmpp_2m(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+def _dpmpp_2m(denoise: Denoiser, x: Any, sigmas: Any, noise: Noise) -> Steps:
     previous = None
     for i in range(len(sigmas) - 1):
         x0 = denoise(x, sigmas[i])
@@ -356,7 +346,7 @@ def _dpmpp_2m(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
     return x
 
 
-def _ddpm(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+def _ddpm(denoise: Denoiser, x: Any, sigmas: Any, noise: Noise) -> Steps:
     """DDPM's ancestral step in σ space (k-diffusion's ``sample_ddpm``)."""
     for i in range(len(sigmas) - 1):
         x0 = denoise(x, sigmas[i])
@@ -369,18 +359,18 @@ def _ddpm(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
                                      - (1 - alpha) * eps / (1 - alpha_cumprod).sqrt())
         if sigma_next > 0:
             mu = mu + ((1 - alpha) * (1.0 - alpha_cumprod_prev)
-                       / (1.0 - alpha_cumprod)).sqrt() * noise(x)
+                       / (1.0 - alpha_cumprod)).sqrt() * noise.step(x)
         x = mu * (sigma_next ** 2 + 1).sqrt()
         yield i, x0
     return x
 
 
-def _lcm(denoise: Denoiser, x: Any, sigmas: Any, noise: Any) -> Steps:
+def _lcm(denoise: Denoiser, x: Any, sigmas: Any, noise: Noise) -> Steps:
     for i in range(len(sigmas) - 1):
         x0 = denoise(x, sigmas[i])
         x = x0
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * noise(x)
+            x = x + sigmas[i + 1] * noise.step(x)
         yield i, x0
     return x
 
@@ -391,5 +381,6 @@ _SAMPLER_FUNCTIONS: dict[str, Sampler] = {
     "dpm_2_ancestral": lambda d, x, s, n: _dpm_2(d, x, s, n, ancestral=True),
     "dpmpp_2m": _dpmpp_2m, "ddpm": _ddpm, "lcm": _lcm,
     "ddim": _euler,  # ComfyUI's ddim is its Euler sampler
+    **SOLVERS,
 }
 

@@ -97,12 +97,12 @@ def _refused(client, prompt: dict) -> dict:
 @pytest.mark.parametrize("executor", ["local"], indirect=True)
 def test_bad_core_graphs_are_refused_in_comfyuis_node_errors_shape(client, test_pack):
     unknown_sampler = copy.deepcopy(TXT2IMG)
-    unknown_sampler["3"]["inputs"]["sampler_name"] = "uni_pc"
+    unknown_sampler["3"]["inputs"]["sampler_name"] = "dpm_adaptive"
     body = _refused(client, unknown_sampler)
     (error,) = body["node_errors"]["3"]["errors"]
     assert error["type"] == "value_not_in_list" and error["extra_info"]["input_name"] == \
         "sampler_name"
-    assert "'uni_pc' is not one of" in error["details"] and "dpmpp_2m" in error["details"]
+    assert "'dpm_adaptive' is not one of" in error["details"] and "dpmpp_2m" in error["details"]
 
     missing = copy.deepcopy(TXT2IMG)
     missing["4"]["inputs"]["ckpt_name"] = "nope.safetensors"
@@ -156,7 +156,7 @@ def test_graphs_validate_accepts_homepilot_workflow_files(client, test_pack):
     checked = client.post("/graphs/validate", json={"graph": workflow}).json()
     assert checked == {"ok": True, "issues": []}
     bad = client.post("/graphs/validate", json={"graph": workflow, "inputs": {
-        "sampler_name": "uni_pc", "ckpt_name": "nope"}}).json()
+        "sampler_name": "dpm_adaptive", "ckpt_name": "nope"}}).json()
     assert bad["ok"] is False
     assert {(i["node_id"], i["input"]) for i in bad["issues"] if i["node_id"]} == {
         ("6", "sampler_name"), ("1", "ckpt_name")}
