@@ -15,7 +15,7 @@ MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed
            "comfy.loader", "comfy.clip", "comfy.lora", "comfy.conditioning",
            "comfy.sampling", "comfy.vae",
            "comfy.latent", "comfy.picture", "comfy.mask", "comfy.files", "comfy.video",
-           "comfy.upscale", "comfy.background")
+           "comfy.upscale", "comfy.background", "comfy.controlnet")
 
 
 def build_registry(custom_node_dirs: Sequence[str | Path] = ()) -> Registry:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nodes.backends.controlnet import ControlNets, uncond_controls
 from nodes.backends.ksampler import SAMPLERS, Conditioning, Job, Model, sample
 from nodes.backends.lora import LoraError, Patcher
 from nodes.backends.prompt import encode, encode_sdxl
@@ -103,7 +104,8 @@ class PartCalls:
         config = dict(self.base.scheduler.config)
         scale, shift = self.latent_format()
         return Model(unet=self.base.unet, sigmas=ModelSigmas.from_config(config),
-                     scale=scale, shift=shift, device=self.device, dtype=self.base.unet.dtype)
+                     scale=scale, shift=shift, device=self.device, dtype=self.base.unet.dtype,
+                     control=ControlNets.of(self).residuals)
 
     def ksample(self, latent: dict[str, Any], positive: list[list[Any]],
                 negative: list[list[Any]], preview: bool = False, loras: Loras = (),
@@ -165,8 +167,8 @@ def sampled(model: Model, latent: dict[str, Any], positive: list[list[Any]],
     if settings.get("scheduler", "simple") not in SCHEDULERS:
         raise ValueError(f"scheduler {settings.get('scheduler')!r} is not supported; "
                          f"one of {', '.join(SCHEDULERS)}")
-    job = Job(latent=latent, positive=_entries(positive), negative=_entries(negative),
-              **settings)
+    job = Job(latent=latent, positive=_entries(positive),
+              negative=_entries(uncond_controls(positive, negative)), **settings)
     steps = sample(model, job)
     while True:
         try:

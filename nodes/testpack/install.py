@@ -2,7 +2,8 @@
 
 Each model is saved through the same save/load path real models of its kind use
 (diffusers folders, a ``.pth`` state dict in Real-ESRGAN's layout, a single-file SD 1.x
-checkpoint in the original LDM layout), so tests exercise the real loading code.
+checkpoint in the original LDM layout, a ControlNet file in ComfyUI's models/controlnet
+folder in ControlNet's own layout), so tests exercise the real loading code.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ TINY_CHECKPOINT = "test-sd-tiny-ckpt"
 # Also after TINY_SD ("test-sd-" < "test-sdx"), for the same reason.
 TINY_SDXL = "test-sdxl-tiny"
 TEST_MODELS = (TINY_SD, TINY_INPAINT, TINY_UPSCALER, TINY_VIDEO, TINY_CHECKPOINT, TINY_SDXL)
+# Not a store model: a file of ComfyUI's models/controlnet folder (its config.json beside
+# it), for TINY_CHECKPOINT's UNet.
+TINY_CONTROLNET = "test-pack/control_v11p_sd15_tiny.safetensors"
 
 DIFFUSERS = "nodes.backends.diffusers_sd:DiffusersBackend"
 
@@ -100,7 +104,14 @@ def install_test_pack(store: ModelStore) -> list[str]:
             shutil.rmtree(folder)
         build(folder)
         store.register(ModelManifest(id=model_id, source="test-pack", test=True, **fields))
+    from nodes.testpack.controlnet import build_tiny_controlnet
+    shutil.rmtree(_controlnet_folder(store), ignore_errors=True)
+    build_tiny_controlnet(store.root / "controlnet" / TINY_CONTROLNET)
     return list(_PACK)
+
+
+def _controlnet_folder(store: ModelStore) -> Path:
+    return (store.root / "controlnet" / TINY_CONTROLNET).parent
 
 
 def remove_test_pack(store: ModelStore) -> list[str]:
@@ -110,4 +121,5 @@ def remove_test_pack(store: ModelStore) -> list[str]:
         if store.folder(model_id).joinpath("manifest.json").exists():
             store.remove(model_id)
             removed.append(model_id)
+    shutil.rmtree(_controlnet_folder(store), ignore_errors=True)
     return removed
