@@ -37,6 +37,7 @@ from server.routers import (
     health,
     openai,
     presets,
+    projects,
     uploads,
 )
 from server.routers import (
@@ -52,6 +53,7 @@ from server.storage.editor_settings import EditorSettings
 from server.storage.expiring import ExpiringFiles
 from server.storage.journal import RunJournal
 from server.storage.preferences import Preferences
+from server.storage.projects import Projects
 from server.storage.references import FileReferences
 from server.storage.secrets import SecretBox
 from server.version import VERSION
@@ -107,7 +109,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                      edit_sessions=EditSessions(db), preferences=Preferences(db),
                      references=references,
                      expiring=ExpiringFiles(db, store, references), loop_lag=LoopLag(),
-                     editor_settings=EditorSettings(db))
+                     editor_settings=EditorSettings(db), projects=Projects(db))
     pack_routes = PackRoutes()
 
     @asynccontextmanager
@@ -147,7 +149,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                        allow_headers=["*"])
     errors.install(app)
     for module in (health, core, chat, conversations, uploads, settings_routes, presets, graphs,
-                   comfy, files, openai, enhance, edit_sessions):
+                   comfy, files, openai, enhance, edit_sessions, projects):
         app.include_router(module.router, responses=errors.RESPONSES)
     editor.mount(app)
     pack_routes.mount(app)

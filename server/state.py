@@ -20,6 +20,7 @@ from server.storage.edit_sessions import EditSessions
 from server.storage.editor_settings import EditorSettings
 from server.storage.expiring import ExpiringFiles
 from server.storage.preferences import Preferences
+from server.storage.projects import Projects
 from server.storage.references import FileReferences
 
 
@@ -42,3 +43,4 @@ class AppState:
     expiring: ExpiringFiles
     loop_lag: LoopLag
     editor_settings: EditorSettings
+    projects: Projects
