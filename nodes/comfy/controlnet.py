@@ -27,7 +27,7 @@ ControlNetPort = Annotated[Any, Port("CONTROL_NET")]
 
 # Only the folder's listing and path checks are used: a ControlNet runs on the host of the
 # MODEL it conditions, never on a host of its own, so its files are never registered.
-CONTROLNETS = ModelFolder("controlnet", kind="controlnet", backend="")
+CONTROLNETS = ModelFolder("controlnet")
 
 
 def controlnet_file(name: str) -> Path:
