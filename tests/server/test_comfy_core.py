@@ -14,22 +14,10 @@ from PIL import Image
 from engine.settings import get_settings
 from nodes.testpack.install import TINY_CHECKPOINT, TINY_SD
 from server.app import create_app
+from tests.nodes.comfy.prompts import txt2img
 from tests.server.test_comfy_api import wait_history
 
-TXT2IMG = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_CHECKPOINT}},
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-    "5": {"class_type": "EmptyLatentImage",
-          "inputs": {"width": 64, "height": 64, "batch_size": 2}},
-    "3": {"class_type": "KSampler", "inputs": {
-        "model": ["4", 0], "seed": 7, "steps": 3, "cfg": 6.0, "sampler_name": "euler",
-        "scheduler": "karras", "positive": ["6", 0], "negative": ["7", 0],
-        "latent_image": ["5", 0], "denoise": 1.0}},
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "core/txt2img",
-                                                "images": ["8", 0]}},
-}
+TXT2IMG = txt2img(steps=3, batch=2, prefix="core/txt2img")
 
 
 @pytest.fixture

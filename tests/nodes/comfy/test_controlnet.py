@@ -34,23 +34,11 @@ from nodes.comfy.controlnet import (
     ControlNetLoader,
 )
 from nodes.testpack.install import TINY_CHECKPOINT, TINY_CONTROLNET
+from tests.nodes.comfy.prompts import txt2img
 from tests.nodes.comfy.test_workflows import picture, put, saved
 
 STEPS = 2
-TXT2IMG = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_CHECKPOINT}},
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-    "5": {"class_type": "EmptyLatentImage",
-          "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-    "3": {"class_type": "KSampler", "inputs": {
-        "model": ["4", 0], "seed": 7, "steps": STEPS, "cfg": 6.0, "sampler_name": "euler",
-        "scheduler": "karras", "positive": ["6", 0], "negative": ["7", 0],
-        "latent_image": ["5", 0], "denoise": 1.0}},
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-    "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0],
-                                                "filename_prefix": "test/controlnet"}},
-}
+TXT2IMG = txt2img(steps=STEPS, prefix="test/controlnet")
 
 
 def controlled(hint: str, old: bool = False, **apply: Any) -> dict[str, Any]:

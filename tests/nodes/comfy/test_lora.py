@@ -22,6 +22,7 @@ from nodes.testpack.checkpoint import load_checkpoint
 from nodes.testpack.install import TINY_CHECKPOINT, TINY_SDXL
 from nodes.testpack.lora import ALPHA, LAYOUTS, RANK, lora_pairs, write_lora
 from server.app import create_app
+from tests.nodes.comfy.prompts import txt2img
 from tests.nodes.comfy.test_workflows import saved
 
 
@@ -111,24 +112,11 @@ def test_a_file_that_is_no_lora_or_fits_another_model_is_a_clear_error(pipeline,
 
 
 def _prompt(lora: dict[str, Any] | None) -> dict[str, Any]:
-    model, clip = (["10", 0], ["10", 1]) if lora else (["4", 0], ["4", 1])
-    prompt = {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_CHECKPOINT}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": clip}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": clip}},
-        "5": {"class_type": "EmptyLatentImage",
-              "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "3": {"class_type": "KSampler", "inputs": {
-            "model": model, "seed": 11, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
-            "scheduler": "karras", "positive": ["6", 0], "negative": ["7", 0],
-            "latent_image": ["5", 0], "denoise": 1.0}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0],
-                                                    "filename_prefix": "lora"}}}
-    if lora:
-        prompt["10"] = {"class_type": "LoraLoader", "inputs": {
-            "model": ["4", 0], "clip": ["4", 1], **lora}}
-    return prompt
+    if not lora:
+        return txt2img(seed=11, cfg=5.0, prefix="lora")
+    return txt2img(seed=11, cfg=5.0, prefix="lora", model=["10", 0], clip=["10", 1], **{
+        "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1],
+                                                      **lora}}})
 
 
 def _draw(executor, lora: dict[str, Any] | None) -> np.ndarray:

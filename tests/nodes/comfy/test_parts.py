@@ -20,6 +20,7 @@ from nodes.backends.checkpoint import UNET_PREFIX
 from nodes.comfy.clip import TEXT_ENCODERS
 from nodes.comfy.loader import DIFFUSION_MODELS
 from nodes.testpack.install import TINY_CHECKPOINT, TINY_SDXL
+from tests.nodes.comfy.prompts import txt2img
 from tests.nodes.comfy.test_workflows import saved
 
 CLIP_PREFIX = "cond_stage_model.transformer."
@@ -84,18 +85,9 @@ def parts(model_store: ModelStore, test_pack: list[str]) -> Iterator[dict[str, s
 
 def _txt2img(model: list[Any], clip: list[Any], vae: list[Any],
              loaders: dict[str, Any]) -> dict[str, Any]:
-    return {**loaders,
-            "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": clip}},
-            "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": clip}},
-            "5": {"class_type": "EmptyLatentImage",
-                  "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-            "3": {"class_type": "KSampler", "inputs": {
-                "model": model, "seed": 3, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
-                "scheduler": "karras", "positive": ["6", 0], "negative": ["7", 0],
-                "latent_image": ["5", 0], "denoise": 1.0}},
-            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": vae}},
-            "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0],
-                                                        "filename_prefix": "parts"}}}
+    return txt2img(loaders.get("4", {}).get("inputs", {}).get("ckpt_name", TINY_CHECKPOINT),
+                   model=model, clip=clip, vae=vae, seed=3, cfg=5.0, prefix="parts",
+                   **loaders)
 
 
 def _draw(executor, prompt: dict[str, Any]) -> np.ndarray:

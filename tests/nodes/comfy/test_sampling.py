@@ -10,6 +10,7 @@ from nodes.backends.ksampler import Job, Model, initial_noise, sample
 from nodes.backends.prompt import chunks, weighted_segments
 from nodes.backends.sigmas import ModelSigmas, schedule
 from nodes.testpack.install import TINY_CHECKPOINT, TINY_SD
+from tests.nodes.comfy.prompts import txt2img
 
 SD1 = ModelSigmas.from_config({"beta_schedule": "scaled_linear", "beta_start": 0.00085,
                                "beta_end": 0.012})
@@ -146,19 +147,7 @@ def test_advanced_start_and_end_cut_the_schedule():
     assert sigmas_for(model, _job(steps=10, start_at_step=10)) == []
 
 
-TXT2IMG = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_CHECKPOINT}},
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-    "5": {"class_type": "EmptyLatentImage",
-          "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-    "3": {"class_type": "KSampler", "inputs": {
-        "model": ["4", 0], "seed": 7, "steps": 3, "cfg": 6.0, "sampler_name": "euler",
-        "scheduler": "karras", "positive": ["6", 0], "negative": ["7", 0],
-        "latent_image": ["5", 0], "denoise": 1.0}},
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-    "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
-}
+TXT2IMG = txt2img(steps=3, output="PreviewImage")
 
 
 def test_a_core_node_graph_samples_on_the_model_host(executor, test_pack):

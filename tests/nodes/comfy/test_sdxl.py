@@ -20,21 +20,10 @@ from nodes.comfy.conditioning import CLIPTextEncodeSDXL
 from nodes.testpack.install import TINY_SD, TINY_SDXL
 from nodes.testpack.sdxl import G_PROJECTION, G_WIDTH, L_WIDTH
 from tests.conftest import session_executor
+from tests.nodes.comfy.prompts import txt2img
 
 STEPS = 2
-TXT2IMG = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_SDXL}},
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-    "5": {"class_type": "EmptyLatentImage",
-          "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-    "3": {"class_type": "KSampler", "inputs": {
-        "model": ["4", 0], "seed": 7, "steps": STEPS, "cfg": 6.0, "sampler_name": "euler",
-        "scheduler": "karras", "positive": ["6", 0], "negative": ["7", 0],
-        "latent_image": ["5", 0], "denoise": 1.0}},
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-    "9": {"class_type": "image.Save", "inputs": {"image": ["8", 0]}},
-}
+TXT2IMG = txt2img(TINY_SDXL, steps=STEPS, output="image.Save")
 
 
 def _saved(result: Any, node: str) -> np.ndarray:

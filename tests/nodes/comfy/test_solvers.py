@@ -20,7 +20,7 @@ from engine.loader import graph_from_comfy
 from nodes.backends.ksampler import _SAMPLER_FUNCTIONS, SAMPLERS, Conditioning, Job, Model, sample
 from nodes.backends.sigmas import ModelSigmas, schedule
 from nodes.backends.solvers import Noise, _lagrange_weights
-from nodes.testpack.install import TINY_CHECKPOINT
+from tests.nodes.comfy.prompts import txt2img
 
 SD1 = ModelSigmas.from_config({"beta_schedule": "scaled_linear", "beta_start": 0.00085,
                                "beta_end": 0.012})
@@ -216,18 +216,7 @@ def test_gpu_variants_on_a_cpu_host_equal_the_cpu_ones(name):
 
 
 def _prompt(sampler: str, seed: int = 7) -> dict:
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_CHECKPOINT}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-        "5": {"class_type": "EmptyLatentImage",
-              "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "3": {"class_type": "KSampler", "inputs": {
-            "model": ["4", 0], "seed": seed, "steps": 3, "cfg": 6.0, "sampler_name": sampler,
-            "scheduler": "karras", "positive": ["6", 0], "negative": ["7", 0],
-            "latent_image": ["5", 0], "denoise": 1.0}},
-        "9": {"class_type": "graph.Output", "inputs": {"name": "latent", "value": ["3", 0]}},
-    }
+    return txt2img(seed=seed, steps=3, sampler=sampler, output="latent")
 
 
 @pytest.mark.parametrize("executor", ["local"], indirect=True)
