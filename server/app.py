@@ -35,7 +35,11 @@ from server.routers import (
     files,
     graphs,
     health,
+    knowledge,
     openai,
+    personalities,
+    personas,
+    personas_package,
     presets,
     projects,
     uploads,
@@ -149,7 +153,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                        allow_headers=["*"])
     errors.install(app)
     for module in (health, core, chat, conversations, uploads, settings_routes, presets, graphs,
-                   comfy, files, openai, enhance, edit_sessions, projects):
+                   comfy, files, openai, enhance, edit_sessions, projects, knowledge,
+                   personas_package, personalities, personas):
         app.include_router(module.router, responses=errors.RESPONSES)
     editor.mount(app)
     pack_routes.mount(app)

@@ -32,3 +32,11 @@ class SentenceBackend:
             vectors = self.model.encode(list(texts), convert_to_numpy=True,
                                         show_progress_bar=False)
         return vectors.tolist()
+
+    def token_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Each text's tokens as (start, end) character offsets, in this model's own
+        tokenizer (no special tokens): chunking by them fits the model's window exactly."""
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=False,
+                                       return_offsets_mapping=True, verbose=False)
+        return [[(int(a), int(b)) for a, b in offsets]
+                for offsets in encoded["offset_mapping"]]

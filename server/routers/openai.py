@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models.store import ModelNotFoundError
 from server.deps import State
 from server.errors import ErrorBody
+from server.services import knowledge
 from server.services.graphs import load_named
 from server.services.runs import stream, until_done
 from server.state import AppState
@@ -130,8 +131,10 @@ async def chat_completions(request: ChatRequest, state: State) -> Any:
         return _error(404, str(exc), "model", "model_not_found")
     if request.messages[-1].role not in ("user", "tool") and not request.messages[-1].text():
         return _error(400, "the last message must carry content", "messages")
-    graph = load_named(state.graphs_dir, "chat")
-    record = await asyncio.to_thread(state.runs.start, graph, _inputs(request, model))
+    graph, inputs = load_named(state.graphs_dir, "chat"), _inputs(request, model)
+    if project := getattr(request, "project", None):  # a project's knowledge base answers
+        graph, inputs = await asyncio.to_thread(knowledge.plan, state, str(project), inputs)
+    record = await asyncio.to_thread(state.runs.start, graph, inputs)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if request.stream:

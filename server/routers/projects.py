@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.deps import State
 from server.errors import ApiError
+from server.services import persona
 from server.state import AppState
 
 router = APIRouter(tags=["projects"])
@@ -114,7 +115,10 @@ async def get_project(project_id: str, state: State) -> dict[str, Any]:
         if shown is None:
             raise _missing(project_id)
         return {"ok": True, "project": {**shown, "document_count": 0}}
-    return {"ok": True, "project": {**found.public(), "document_count": len(found.files)}}
+    # A persona adds its sessions, active session and memory count.
+    shown = await asyncio.to_thread(persona.overview, state, found)
+    return {"ok": True, "project": {**found.public(), "document_count": len(found.files),
+                                    **shown}}
 
 
 @router.put("/projects/{project_id}")

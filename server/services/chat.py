@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.fetch import FetchError, check_url
 from engine.graph import Graph
 from server.errors import ApiError
-from server.services import personalities
+from server.services import knowledge, personalities
 from server.services.graphs import graph_path, load_named
+from server.services.persona import prepare as persona_context
 from server.state import AppState
 from server.storage.conversations import produced_files
 
@@ -140,12 +141,16 @@ def require_media_graph(state: AppState, mode: str) -> None:
 
 def plan(state: AppState, body: ChatIn) -> tuple[str, Graph, dict[str, Any]]:
     """(conversation id, graph, graph inputs) for a chat-mode request."""
+    # "persona:<project>": the persona's prompt, memories and session (sets project_id and
+    # the session's conversation_id); empty for other chats.
+    persona_system = persona_context(state, body)
     conversation_id = body.conversation_id or str(uuid.uuid4())
     history = [{"role": m.role, "content": m.content}
                for m in state.conversations.recent(conversation_id, HISTORY_LIMIT)
                if m.role in ("user", "assistant", "system")]
     persona = personalities.system_prompt(body.personalityId, body.nsfwMode) \
-        if body.personalityId and not body.personalityId.startswith("persona:") else ""
+        if body.personalityId and not body.personalityId.startswith("persona:") \
+        else persona_system
     system = "\n\n".join(p for p in (persona, FUN_SYSTEM if body.fun_mode else "",
                                      body.extra_system_context or "") if p)
     temperature = body.textTemperature if body.textTemperature is not None else \
@@ -153,6 +158,8 @@ def plan(state: AppState, body: ChatIn) -> tuple[str, Graph, dict[str, Any]]:
     inputs: dict[str, Any] = {"message": body.message, "history": history, "system": system,
                               "temperature": temperature,
                               "max_tokens": body.textMaxTokens or 900}
+    if body.project_id:  # the project handler (API-CONTRACT §2.3): its knowledge base
+        return conversation_id, *knowledge.plan(state, body.project_id, inputs)
     if body.provider_base_url:
         if not body.provider_model:
             raise ApiError(400, "provider_model_required",

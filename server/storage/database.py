@@ -42,6 +42,9 @@ class Database:
                                "HomePilot server using it?") from exc
         self._write_lock = threading.Lock()
         self.fts = self._load("fts")
+        self.vss = self._load("vss")
+        if self.vss:  # HNSW indexes (knowledge chunks) kept in this file
+            self._connection.execute("SET GLOBAL hnsw_enable_experimental_persistence = true")
         self.migrate()
 
     def _load(self, name: str) -> bool:

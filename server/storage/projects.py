@@ -25,7 +25,8 @@ MERGED = ("agentic", "persona_agent", "persona_appearance", "shared_api")
 LINKS = ("conversation_ids", "last_conversation_id", "active_session_id")
 # Tables whose rows are a project's (a ``project_id`` column): removed with it. Features
 # that add such a table add it here.
-OWNED_TABLES = ["project_documents"]
+OWNED_TABLES = ["project_documents", "knowledge_chunks", "persona_sessions",
+                "persona_memory"]
 
 
 class Document(BaseModel):
