@@ -34,6 +34,19 @@ def client(client_for, executor) -> TestClient:
 
 
 @pytest.fixture
+def app(registry, tmp_path, executor) -> Iterator[TestClient]:
+    """The app on the parametrized executor with a fresh home (database, files) whose
+    model store is the test home's, over the shipped graphs."""
+    from engine.settings import get_settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(get_settings().models_dir)
+    with TestClient(create_app(Settings(home=home), registry, executor)) as client:
+        yield client
+
+
+@pytest.fixture
 def media_app(registry, tmp_path, test_pack) -> Iterator[TestClient]:
     """The app on the LocalExecutor with a fresh home (database, files) whose model store
     is the test home's, test pack included."""

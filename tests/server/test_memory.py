@@ -3,26 +3,14 @@ and the engines (basic TTL and caps, adaptive decay, consolidation) on a moved c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.settings import Settings, get_settings
-from server.app import create_app
 from server.services import persona
 from server.services.memory import DAY, Candidate, MemoryEngine, strength_at
 from server.storage import memory as table
-
-
-@pytest.fixture
-def app(registry, tmp_path, executor) -> Iterator[TestClient]:
-    """The app over the shipped graphs, on the parametrized executor."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(get_settings().models_dir)
-    with TestClient(create_app(Settings(home=home), registry, executor)) as client:
-        yield client
 
 
 def make_persona(client: TestClient, memory_mode: str = "adaptive") -> str:

@@ -3,25 +3,10 @@ and persona chat that remembers the previous session."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.settings import Settings, get_settings
-from server.app import create_app
-
 FACT = "My name is Zoe and I am allergic to peanuts."
-
-
-@pytest.fixture
-def app(registry, tmp_path, executor) -> Iterator[TestClient]:
-    """The app over the shipped graphs, on the parametrized executor."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(get_settings().models_dir)
-    with TestClient(create_app(Settings(home=home), registry, executor)) as client:
-        yield client
 
 
 def make_persona(client: TestClient, **agent) -> str:
