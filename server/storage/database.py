@@ -81,12 +81,18 @@ class Database:
                 applied.append(version)
             return applied
 
-    def read(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    def read(self, sql: str, params: list[Any] | dict[str, Any] | None = None
+             ) -> list[tuple[Any, ...]]:
         cursor = self._connection.cursor()  # one cursor per call: safe across threads
         try:
             return cursor.execute(sql, params or []).fetchall()
         finally:
             cursor.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own (for reads spanning several queries); the caller
+        closes it."""
+        return self._connection.cursor()
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,20 +1,23 @@
 """Project knowledge bases in DuckDB: document chunks, their vectors, and both searches.
 
 Chunks carry the MiniLM embedding (an HNSW index from vss answers nearest-neighbour
-queries) and their text (a BM25 index from fts). A document's row and its chunks are
-written in one transaction, so a failed or cancelled ingestion leaves nothing behind.
+queries) and their text (BM25 from the in-memory ``Lexicon`` built from these rows). A
+document's row and its chunks are written in one transaction, so a failed or cancelled
+ingestion leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel
 
 from server.storage.database import Database
+from server.storage.lexicon import Lexicon
 from server.storage.projects import Document
 
 DIMENSIONS = 384
@@ -42,9 +45,17 @@ class Hit(BaseModel):
     score: float
 
 
+# One lexicon per open database, whichever KnowledgeBase asks: it holds the BM25 postings.
+_LEXICONS: weakref.WeakKeyDictionary[Database, Lexicon] = weakref.WeakKeyDictionary()
+
+
 class KnowledgeBase:
     def __init__(self, db: Database) -> None:
         self.db = db
+        lexicon = _LEXICONS.get(db)
+        if lexicon is None:
+            lexicon = _LEXICONS.setdefault(db, Lexicon(db))
+        self.lexicon = lexicon
 
     # -- writing -----------------------------------------------------------------------
 
@@ -75,7 +86,7 @@ class KnowledgeBase:
                     [json.dumps(rows), project_id, document.name])
             cursor.execute("UPDATE projects SET updated_at = ? WHERE id = ?",
                            [time.time(), project_id])
-            self._reindex(cursor)
+        self.lexicon.changed(project_id, document.name)
 
     def remove(self, project_id: str, name: str) -> str | None:
         """Delete a document's row and chunks; its stored path, or None when absent."""
@@ -87,20 +98,12 @@ class KnowledgeBase:
             _delete(cursor, project_id, name)
             cursor.execute("UPDATE projects SET updated_at = ? WHERE id = ?",
                            [time.time(), project_id])
-            self._reindex(cursor)
+        self.lexicon.changed(project_id, name)
         return str(row[0])
 
-    def reindex(self) -> None:
-        """Rebuild the BM25 index (after a project's rows went with the project)."""
-        with self.db.write() as cursor:
-            self._reindex(cursor)
-
-    def _reindex(self, cursor: Any) -> None:
-        if self.db.fts:
-            # Digits are kept (fts drops them by default): part numbers, error codes and
-            # figures are what people look up by their exact text.
-            cursor.execute("PRAGMA create_fts_index('knowledge_chunks', 'id', 'text', "
-                           "ignore='(\\\\.|[^a-z0-9])+', overwrite=1)")
+    def forget(self, project_id: str) -> None:
+        """The project and its rows are gone: drop its postings from memory."""
+        self.lexicon.forget(project_id)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -139,42 +142,17 @@ class KnowledgeBase:
 
     def keyword(self, project_id: str, text: str, k: int) -> list[Hit]:
         """The project's k best chunks for ``text`` by BM25 (Okapi, k1 1.2, b 0.75, the
-        fts extension's own scoring), best first."""
-        if not self.db.fts or not text.strip():
-            return []
-        # fts's match_bm25 is a per-row macro: filtered or not, it scores every row of the
-        # table (50 ms at 100k chunks). Scoring from the index's term postings touches
-        # only the chunks holding a query term.
-        ranked = self.db.read(_BM25, [text, project_id, k])
+        fts extension's formula), best first."""
+        ranked = self.lexicon.search(project_id, text, k)
         if not ranked:
             return []
-        # The texts of the k winners only: reading every candidate's text costs more
-        # than scoring them.
+        # Only the winners' texts are read.
         marks = ", ".join("?" for _ in ranked)
         rows = {row[0]: row for row in self.db.read(
             "SELECT id, document, page, section, text FROM knowledge_chunks "
             f"WHERE id IN ({marks})", [i for i, _ in ranked])}
         return [_hit((*rows[i], s)) for i, s in ranked if i in rows]
 
-
-_FTS = "fts_main_knowledge_chunks"
-_BM25 = f"""
-WITH tokens AS (SELECT DISTINCT stem(unnest({_FTS}.tokenize($1)), 'porter') AS t),
-postings AS (
-    SELECT terms.docid, terms.termid, count(*) AS tf
-    FROM {_FTS}.terms AS terms JOIN {_FTS}.dict AS dict ON terms.termid = dict.termid
-    JOIN tokens ON dict.term = tokens.t
-    GROUP BY terms.docid, terms.termid),
-scores AS (
-    SELECT docs.name AS id, sum(log((stats.num_docs - dict.df + 0.5) / (dict.df + 0.5) + 1)
-        * (tf * 2.2) / (tf + 1.2 * (0.25 + 0.75 * docs.len / stats.avgdl))) AS s
-    FROM postings JOIN {_FTS}.docs AS docs ON postings.docid = docs.docid
-    JOIN {_FTS}.dict AS dict ON postings.termid = dict.termid, {_FTS}.stats AS stats
-    GROUP BY docs.name)
-SELECT c.id, scores.s
-FROM scores JOIN knowledge_chunks AS c ON c.id = scores.id
-WHERE c.project_id = $2 ORDER BY scores.s DESC, c.id LIMIT $3
-"""
 
 def _delete(cursor: Any, project_id: str, name: str) -> None:
     cursor.execute("DELETE FROM knowledge_chunks WHERE project_id = ? AND document = ?",
