@@ -1,6 +1,9 @@
 """OpenAI-compatible chat API: ``GET /v1/models``, ``POST /v1/chat/completions``.
 
 Both run ``graphs/chat.yaml``; the official ``openai`` client works against them unchanged.
+A persona project is a model too: ``model: "persona:<project id>"`` answers as the persona,
+told its memories and last session (``GET /v1/models`` lists the personas whose
+``shared_api.enabled`` is set).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.models.store import ModelNotFoundError
 from server.deps import State
-from server.errors import ErrorBody
-from server.services import knowledge
+from server.errors import ApiError, ErrorBody
+from server.services import knowledge, persona
 from server.services.graphs import load_named
 from server.services.runs import stream, until_done
 from server.state import AppState
@@ -118,20 +121,37 @@ def _inputs(request: ChatRequest, model: str) -> dict[str, Any]:
 
 @router.get("/v1/models")
 def list_models(state: State) -> dict[str, Any]:
+    shared = [p for p in state.projects.list() if p.project_type == "persona"
+              and isinstance(p.extra.get("shared_api"), dict)
+              and p.extra["shared_api"].get("enabled")]
     return {"object": "list", "data": [
         {"id": m.id, "object": "model", "created": 0, "owned_by": "homepilot"}
-        for m in state.model_store.list("llm")]}
+        for m in state.model_store.list("llm")] + [
+        {"id": f"{persona.PREFIX}{p.id}", "object": "model", "created": int(p.created_at),
+         "owned_by": "homepilot-persona"} for p in shared]}
 
 
 @router.post("/v1/chat/completions", response_model=None, responses=COMPLETION_RESPONSES)
 async def chat_completions(request: ChatRequest, state: State) -> Any:
+    chosen = request.model[len(persona.PREFIX):] \
+        if request.model.startswith(persona.PREFIX) else None
     try:
-        model = _model_id(state, request.model)
+        model = _model_id(state, "" if chosen is not None else request.model)
     except ModelNotFoundError as exc:
         return _error(404, str(exc), "model", "model_not_found")
     if request.messages[-1].role not in ("user", "tool") and not request.messages[-1].text():
         return _error(400, "the last message must carry content", "messages")
     graph, inputs = load_named(state.graphs_dir, "chat"), _inputs(request, model)
+    if chosen is not None:
+        try:
+            found = await asyncio.to_thread(persona.persona, state, chosen)
+        except ApiError as exc:
+            return _error(exc.status, exc.message, "model", exc.code)
+        # The client keeps the conversation: no session is opened, memories are read
+        # (and reinforced) but nothing new is learned from a stateless API turn.
+        inputs["system"] = await asyncio.to_thread(persona.system_prompt, state, found,
+                                                   inputs["message"], None)
+        model = request.model
     if project := getattr(request, "project", None):  # a project's knowledge base answers
         graph, inputs = await asyncio.to_thread(knowledge.plan, state, str(project), inputs)
     record = await asyncio.to_thread(state.runs.start, graph, inputs)
@@ -149,7 +169,7 @@ async def chat_completions(request: ChatRequest, state: State) -> Any:
                       kind="server_error", code=result.status)
     outputs = result.outputs
     return {"id": completion_id, "object": "chat.completion", "created": created,
-            "model": outputs["model"],
+            "model": model if chosen is not None else outputs["model"],
             "choices": [{"index": 0, "finish_reason": outputs["finish_reason"],
                          "message": {"role": "assistant", "content": outputs["text"]},
                          "logprobs": None}],

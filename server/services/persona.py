@@ -155,10 +155,7 @@ def prepare(state: AppState, body: Any) -> str:
     project_id = persona_id(body)
     if project_id is None:
         return ""
-    found = project(state, project_id)
-    if found.project_type != "persona":
-        raise ApiError(400, "not_a_persona", f"Project '{project_id}' is not a persona "
-                       f"(project_type '{found.project_type}')")
+    found = persona(state, project_id)
     body.project_id = body.project_id or project_id
     sessions = PersonaSessions(state.db)
     session = sessions.by_conversation(body.conversation_id) if body.conversation_id \
@@ -167,16 +164,35 @@ def prepare(state: AppState, body: Any) -> str:
         session = sessions.newest(project_id, open_only=True) or \
             sessions.create(project_id)[0]
         body.conversation_id = session.conversation_id
+    engine_off = (body.model_extra or {}).get("memoryEngine") == "off"
+    return system_prompt(state, found, body.message, session,
+                         remember=not body.incognito and not engine_off)
+
+
+def persona(state: AppState, project_id: str) -> Project:
+    """A persona project: 404 when there is none, 400 when the project is another kind."""
+    found = project(state, project_id)
+    if found.project_type != "persona":
+        raise ApiError(400, "not_a_persona", f"Project '{project_id}' is not a persona "
+                       f"(project_type '{found.project_type}')")
+    return found
+
+
+def system_prompt(state: AppState, found: Project, message: str, session: Session | None,
+                  remember: bool = True) -> str:
+    """What a persona is told before a turn: who it is, the memories relevant to
+    ``message`` (reinforced by the recall) and the summary of its last session other than
+    ``session``; spoken sessions ask for short replies."""
     parts = [persona_prompt(found)]
     memory = engine(state, found)
-    engine_off = (body.model_extra or {}).get("memoryEngine") == "off"
-    if not body.incognito and not engine_off and memory.mode != "off":
+    if remember and memory.mode != "off":
         # No embedding run for a persona that remembers nothing yet.
-        recalled = memory.recall(project_id, embed(state, [body.message])[0], RECALL_LIMIT) \
-            if table.count(state.db, project_id) else []
+        recalled = memory.recall(found.id, embed(state, [message])[0], RECALL_LIMIT) \
+            if table.count(state.db, found.id) else []
         if recalled:
             parts.append(_remembered(recalled))
-        parts.append(_last_session(sessions, project_id, session.id if session else ""))
+        parts.append(_last_session(PersonaSessions(state.db), found.id,
+                                   session.id if session else ""))
     if session is not None and session.mode == "voice":
         parts.append("This conversation is spoken: keep replies to a few short sentences.")
     return "\n\n".join(p for p in parts if p)

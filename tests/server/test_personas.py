@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 FACT = "My name is Zoe and I am allergic to peanuts."
+QUESTION = "What am I allergic to?"
 
 
 def make_persona(client: TestClient, **agent) -> str:
@@ -142,11 +143,13 @@ def test_a_new_sessions_first_reply_is_told_what_the_last_session_learned(app):
 
     new = open_session(app, pid, force_new=True)["session"]  # (a young one is reused)
     assert new["id"] != session[0]["id"]
-    reply = app.post("/chat", json={"message": "What food must I avoid?",
+    reply = app.post("/chat", json={"message": QUESTION,
                                     "conversation_id": new["conversation_id"],
                                     "personalityId": f"persona:{pid}", "textTemperature": 0,
-                                    "textMaxTokens": 24})
+                                    "textMaxTokens": 40})
     assert reply.status_code == 200
+    # The reply itself uses the fact (greedy decoding; the question does not name it)...
+    assert "peanut" in reply.json()["text"].lower(), reply.json()["text"]
     system = last_prompt(app)[0]
     assert system["role"] == "system"
     assert system["content"].startswith("You are Ada, a cheerful companion.")
@@ -157,6 +160,12 @@ def test_a_new_sessions_first_reply_is_told_what_the_last_session_learned(app):
                  [pid]) >= [(1,)]
     # No earlier turns of the new session: the fact came from memory, not history.
     assert [m["role"] for m in last_prompt(app)] == ["system", "user"]
+    # ...which a persona that never heard it does not come up with.
+    stranger = make_persona(app, system_prompt="You are Ada, a warm friend. Keep answers "
+                                               "short.")
+    blank = app.post("/chat", json={"message": QUESTION, "personalityId": f"persona:{stranger}",
+                                    "textTemperature": 0, "textMaxTokens": 40}).json()
+    assert "peanut" not in blank["text"].lower(), blank["text"]
 
 
 @pytest.mark.parametrize("executor", ["local"], indirect=True)
@@ -202,3 +211,36 @@ def test_bad_session_requests_are_4xx_and_change_nothing(app):
                                    "personalityId": f"persona:{plain}"}).status_code == 400
     assert table(app, "SELECT * FROM persona_sessions ORDER BY id") == before
     assert table(app, "SELECT count(*) FROM messages") == [(0,)]
+
+
+@pytest.mark.parametrize("executor", ["local"], indirect=True)
+def test_the_openai_api_answers_as_a_persona_with_its_memories(app):
+    pid = make_persona(app, system_prompt="You are Ada, a warm friend. Keep answers short.")
+    saved = app.post("/persona/memory", json={"project_id": pid, "key": "allergy",
+                                              "value": "The user is allergic to peanuts."})
+    assert saved.status_code == 200
+    listed = [m["id"] for m in app.get("/v1/models").json()["data"]]
+    assert f"persona:{pid}" not in listed  # not shared yet
+    app.put(f"/projects/{pid}", json={"shared_api": {"enabled": True, "alias": "ada"}})
+    assert f"persona:{pid}" in [m["id"] for m in app.get("/v1/models").json()["data"]]
+
+    answer = app.post("/v1/chat/completions", json={
+        "model": f"persona:{pid}", "temperature": 0, "max_tokens": 40,
+        "messages": [{"role": "user", "content": QUESTION}]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == f"persona:{pid}" and body["object"] == "chat.completion"
+    assert "peanut" in body["choices"][0]["message"]["content"].lower()
+    system = last_prompt(app)[0]
+    assert system["content"].startswith("You are Ada") and "allergic to peanuts" in \
+        system["content"]
+    # A stateless API turn opens no session and stores no messages.
+    assert table(app, "SELECT count(*) FROM persona_sessions") == [(0,)]
+    assert table(app, "SELECT count(*) FROM messages") == [(0,)]
+
+    plain = app.post("/projects", json={"name": "Taxes"}).json()["project"]["id"]
+    for model, status in ((f"persona:{plain}", 400), ("persona:nope", 404)):
+        refused = app.post("/v1/chat/completions", json={
+            "model": model, "messages": [{"role": "user", "content": "hi"}]})
+        assert refused.status_code == status
+        assert refused.json()["error"]["param"] == "model"
