@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
@@ -14,12 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.deps import State
 from server.errors import ApiError
-from server.routers.uploads import read_capped
-from server.services import avatar, package
+from server.routers import personas_avatar, personas_import
+from server.routers.persona_common import own_hosts, persona_project
+from server.services import avatar, avatar_history, package
 from server.state import AppState
-from server.storage.projects import Project
 
 router = APIRouter(tags=["personas"])
+# The avatar-version and dependency routes live in their own modules, served with these.
+router.include_router(personas_avatar.router)
+router.include_router(personas_import.router)
 
 
 class AvatarCommitIn(BaseModel):
@@ -32,28 +34,9 @@ class AvatarCommitIn(BaseModel):
     auto: bool = False
 
 
-def _persona(state: AppState, project_id: str) -> Project:
-    found = state.projects.get(project_id)
-    if found is None:
-        raise ApiError(404, "not_found", f"Project '{project_id}' not found")
-    if found.project_type != "persona":
-        raise ApiError(400, "not_persona", "Not a persona project")
-    return found
-
-
-def _own_hosts(request: Request, state: AppState) -> set[str]:
-    """The host names this server answers to: the request's own and the public base."""
-    hosts = {request.url.netloc.lower()}
-    if request.headers.get("host"):
-        hosts.add(request.headers["host"].lower())
-    if state.settings.public_base_url:
-        hosts.add(urlsplit(state.settings.public_base_url).netloc.lower())
-    return hosts
-
-
 def _commit(state: AppState, project_id: str, body: AvatarCommitIn,
             hosts: set[str]) -> dict[str, Any]:
-    project = _persona(state, project_id)
+    project = persona_project(state, project_id)
     if not (body.source_filename or body.source_url or body.auto):
         raise ApiError(400, "missing_source",
                        "Provide one of: source_filename, source_url, or auto:true")
@@ -66,10 +49,8 @@ def _commit(state: AppState, project_id: str, body: AvatarCommitIn,
         source, name = avatar.url_source(state, url, hosts)
     if source is None:
         raise ApiError(404, "source_not_found", f"Source image not found: {name}")
-    paths = avatar.commit(state, project_id, source, name)
-    updated = state.projects.update(project_id, {"persona_appearance": paths})
-    if updated is None:  # deleted meanwhile: its folder goes with it
-        raise ApiError(404, "not_found", f"Project '{project_id}' not found")
+    updated, _ = avatar_history.commit_version(state, project_id, source, name, "commit",
+                                               body.source_url)
     return {"ok": True, "project": updated.public(),
             "selected": updated.extra.get("persona_appearance") or {}}
 
@@ -78,7 +59,7 @@ def _commit(state: AppState, project_id: str, body: AvatarCommitIn,
 async def commit_avatar(project_id: str, body: AvatarCommitIn, request: Request,
                         state: State) -> dict[str, Any]:
     return await asyncio.to_thread(_commit, state, project_id, body,
-                                   _own_hosts(request, state))
+                                   own_hosts(request, state))
 
 
 def _export(state: AppState, project_id: str, mode: Literal["blueprint", "full"],
@@ -108,25 +89,20 @@ async def export_persona(project_id: str, request: Request, state: State,
                              "thumbnail and outfit pictures; full: also every other "
                              "picture of the persona's folder")) -> Response:
     filename, data = await asyncio.to_thread(_export, state, project_id, mode,
-                                             _own_hosts(request, state))
+                                             own_hosts(request, state))
     return Response(data, media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-async def _package(file: UploadFile, state: AppState) -> package.Package:
-    data = await read_capped(file, state.settings.max_upload_mb)
-    return await asyncio.to_thread(package.parse, data)
-
-
 @router.post("/persona/import/preview")
 async def preview_package(file: UploadFile, state: State) -> dict[str, Any]:
-    parsed = await _package(file, state)
+    parsed = await personas_import.parsed_package(file, state)
     return await asyncio.to_thread(package.preview, state, parsed)
 
 
 @router.post("/persona/import", status_code=201)
 async def import_package(file: UploadFile, state: State) -> dict[str, Any]:
-    parsed = await _package(file, state)
+    parsed = await personas_import.parsed_package(file, state)
     created = await asyncio.to_thread(package.install, state, parsed)
     return {"ok": True, "project": created.public()}
 

@@ -14,13 +14,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.deps import State
 from server.errors import ApiError
-from server.services import persona
+from server.routers.persona_common import own_hosts
+from server.services import persona, persona_appearance
 from server.state import AppState
+from server.storage.knowledge import KnowledgeBase
 
 router = APIRouter(tags=["projects"])
 EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "project_examples.json"
@@ -86,8 +88,11 @@ async def list_projects(state: State) -> dict[str, Any]:
 
 
 @router.post("/projects", status_code=201)
-async def create_project(body: ProjectIn, state: State) -> dict[str, Any]:
-    created = await asyncio.to_thread(state.projects.create, body.model_dump(exclude={"files"}))
+async def create_project(body: ProjectIn, request: Request, state: State) -> dict[str, Any]:
+    # A persona's own pictures are copied into its folder first (best effort).
+    created = await asyncio.to_thread(persona_appearance.create, state,
+                                      body.model_dump(exclude={"files"}),
+                                      own_hosts(request, state))
     return {"ok": True, "project": created.public()}
 
 
@@ -122,10 +127,11 @@ async def get_project(project_id: str, state: State) -> dict[str, Any]:
 
 
 @router.put("/projects/{project_id}")
-async def update_project(project_id: str, state: State,
+async def update_project(project_id: str, request: Request, state: State,
                          body: ProjectChanges = Body(...)) -> dict[str, Any]:
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
-    updated = await asyncio.to_thread(state.projects.update, project_id, changes)
+    updated = await asyncio.to_thread(persona_appearance.update, state, project_id, changes,
+                                      own_hosts(request, state))
     if updated is None:
         raise _missing(project_id)
     return {"ok": True, "project": updated.public()}
@@ -138,6 +144,7 @@ async def delete_project(project_id: str, state: State) -> dict[str, Any]:
         raise _missing(project_id)
     # The rows are gone (one transaction); the files follow. A file left behind by a
     # crash here is unreachable, never a project half there.
+    KnowledgeBase(state.db).forget(project_id)
     await asyncio.to_thread(shutil.rmtree, project_folder(state, project_id), True)
     return {"ok": True, "message": "Project deleted successfully"}
 

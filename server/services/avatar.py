@@ -3,8 +3,9 @@
 
 A persona keeps its avatar in its own folder of the file store
 (``projects/<id>/persona/appearance/``) so that it survives the clean-up of the picture
-it was chosen from. Sources are only ever read from this server's file store: a URL
-names a local ``/files/...`` path and is never fetched.
+it was chosen from. Sources are only ever read from this server's own folders: a URL
+names a local ``/files/...`` path or a ComfyUI-style view of the output/input folders
+(``/view?filename=...``, ``/comfy/view/<f>``) and is never fetched.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -27,6 +28,8 @@ THUMB_SIZE = 256
 # Decoding a picture costs 4 bytes a pixel: a tiny PNG can claim 50 000 × 50 000.
 MAX_PIXELS = 40_000_000
 APPEARANCE = ("persona", "appearance")
+COMFY_VIEW = "/comfy/view"
+VIEW_PATHS = ("/view", "/api/view", COMFY_VIEW, "/editor/api/view")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -119,9 +122,9 @@ def store_path(state: AppState, name: str) -> Path | None:
 
 
 def url_source(state: AppState, url: str, own_hosts: set[str]) -> tuple[Path | None, str]:
-    """The store file a ``/files/...`` URL names, and the name to report. Absolute URLs
-    are accepted only for this server's own host; anything else is a 400, never a
-    download."""
+    """The local file a ``/files/...`` or view URL names, and the name to report.
+    Absolute URLs are accepted only for this server's own host; anything else is a 400,
+    never a download."""
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:  # "Invalid IPv6 URL" and the like
@@ -129,11 +132,54 @@ def url_source(state: AppState, url: str, own_hosts: set[str]) -> tuple[Path | N
     if parts.scheme or parts.netloc:
         if parts.scheme not in ("http", "https") or parts.netloc.lower() not in own_hosts:
             raise ApiError(400, "bad_url_host",
-                           f"Only this server's /files/... URLs can be committed, not {url!r}")
-    if not parts.path.startswith("/files/"):
-        raise ApiError(400, "bad_url", f"Not a /files/... URL: {url!r}")
-    name = unquote(parts.path[len("/files/"):])
-    return store_path(state, name), name
+                           f"Only this server's own picture URLs can be committed, not {url!r}")
+    if parts.path.startswith("/files/"):
+        name = unquote(parts.path[len("/files/"):])
+        return store_path(state, name), name
+    viewed = _view_source(state, parts)
+    if viewed is None:
+        raise ApiError(400, "bad_url", "Not a /files/..., /view?filename=... or "
+                       f"/comfy/view/... URL: {url!r}")
+    return viewed
+
+
+def _view_source(state: AppState, parts: SplitResult) -> tuple[Path | None, str] | None:
+    """A ComfyUI-style view URL (``/view``, ``/api/view``, ``/comfy/view`` with
+    ``filename``/``subfolder``/``type``, or ``/comfy/view/<sub>/<file>``) as the file the
+    editor's ``/view`` serves for it; None when the path is no view URL."""
+    from server.editor.media import located  # the editor's own rule for these folders
+
+    query = dict(parse_qsl(parts.query))
+    subfolder = query.get("subfolder", "")
+    if parts.path.startswith(COMFY_VIEW + "/"):
+        subfolder, _, filename = unquote(parts.path[len(COMFY_VIEW) + 1:]).rpartition("/")
+    elif parts.path.rstrip("/") in VIEW_PATHS:
+        filename = query.get("filename", "")
+    else:
+        return None
+    if not filename:
+        raise ApiError(400, "bad_url", "The view URL names no filename")
+    try:
+        path = located(state, filename, subfolder, query.get("type", "output"))
+        # A name the OS refuses (too long, a NUL) is no file of ours, not a failure.
+        found = path if path.is_file() and not path.is_symlink() else None
+    except (OSError, ValueError) as exc:
+        raise ApiError(400, "bad_url", f"The view URL names no usable file: {exc}") from exc
+    return found, filename
+
+
+def local_picture(state: AppState, url: Any, own_hosts: set[str]) -> tuple[Path, str] | None:
+    """Best effort: the local file a picture URL names, or None for anything that is not
+    one of this server's existing files (another host, a bad or missing name)."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    try:
+        path, name = url_source(state, url, own_hosts)
+    except ApiError:
+        return None
+    if path is None or path.is_symlink() or not path.is_file():
+        return None
+    return path, name
 
 
 def selected_url(appearance: dict[str, Any]) -> str:
@@ -164,13 +210,15 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 def commit(state: AppState, project_id: str, source: Path, name: str) -> dict[str, str]:
     """Copy ``source`` into the persona's folder as ``avatar_<stem>.<ext>`` beside a
-    ``thumb_avatar_<stem>.webp``; returns the two store-relative paths."""
+    ``thumb_avatar_<stem>.webp``; returns the two store-relative paths. An earlier avatar
+    of the same name but other bytes is kept (the new one gets ``<stem>_2``...): it is a
+    version the persona can go back to."""
     if not source.is_file():
         raise ApiError(404, "source_not_found", f"Source image not found: {name}")
     data = source.read_bytes()
     suffix = checked_image(data, f"Source image {name}")
-    stem = safe_stem(name)
     folder = appearance_folder(state, project_id)
+    stem = free_stem(folder, safe_stem(name), suffix, data)
     avatar, thumb = folder / f"avatar_{stem}{suffix}", folder / f"thumb_avatar_{stem}.webp"
     small = thumbnail(data)
     # Thumbnail first: a persona never points at an avatar whose thumbnail is missing.
@@ -178,3 +226,15 @@ def commit(state: AppState, project_id: str, source: Path, name: str) -> dict[st
     write_atomic(avatar, data)
     return {"selected_filename": relative(state, avatar),
             "selected_thumb_filename": relative(state, thumb)}
+
+
+def free_stem(folder: Path, stem: str, suffix: str, data: bytes) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... : the first whose avatar file is absent or
+    holds exactly ``data`` (committing the same picture twice reuses its file)."""
+    candidate, number = stem, 1
+    while True:
+        existing = folder / f"avatar_{candidate}{suffix}"
+        if not existing.exists() or (existing.is_file() and existing.read_bytes() == data):
+            return candidate
+        number += 1
+        candidate = f"{stem[:76]}_{number}"

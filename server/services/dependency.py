@@ -22,6 +22,8 @@ from engine.models.store import ModelNotFoundError, ModelStore
 
 PERSONALITIES = Path(__file__).resolve().parent.parent / "data" / "personalities.json"
 IMAGE_KINDS = ("diffusion", "unet")
+LLM_KINDS = ("llm",)
+CHAT_MODEL = "chat model"  # the description of the check's chat model line
 # HomePilot's built-in MCP servers, found from ``hp.<server>.<tool>`` tool names.
 KNOWN_SERVERS = {
     "personal": ("hp-personal-assistant", "Personal notes search and day planning", 9101),
@@ -285,6 +287,11 @@ def _model_line(name: str, kinds: tuple[str, ...], what: str, required: bool,
                              "`homepilot models list`")
 
 
+def model_kinds(line: Dependency) -> tuple[str, ...]:
+    """The model kinds that would satisfy a model line of ``check``."""
+    return LLM_KINDS if line.description == CHAT_MODEL else IMAGE_KINDS
+
+
 def _check_models(models: dict[str, Any], store: ModelStore) -> list[Dependency]:
     lines = [_model_line(str(m.get("filename") or ""), IMAGE_KINDS,
                          f"image model ({m.get('role') or 'avatar'})",
@@ -292,7 +299,7 @@ def _check_models(models: dict[str, Any], store: ModelStore) -> list[Dependency]
              for m in _dicts(models.get("image_models")) if m.get("filename")]
     hint = _dict(models.get("llm_hint"))
     if hint:
-        lines.append(_model_line(str(hint.get("recommended") or ""), ("llm",), "chat model",
+        lines.append(_model_line(str(hint.get("recommended") or ""), LLM_KINDS, CHAT_MODEL,
                                  True, store))
     return lines
 

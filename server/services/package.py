@@ -4,7 +4,9 @@ Layout (v2, ``ZIP_DEFLATED``): ``manifest.json``; ``blueprint/persona_agent.json
 ``persona_appearance.json``, ``agentic.json``; ``dependencies/{tools,mcp_servers,
 a2a_agents,models,suite}.json``; ``preview/card.json``; ``assets/`` with the avatar
 (``avatar_<stem>.<ext>``), its 256×256 ``thumb_avatar_<stem>.webp`` and outfit pictures,
-flat. v1 packages (no ``dependencies/``, no ``agentic.json``) import too.
+flat. v1 packages (no ``dependencies/``, no ``agentic.json``) import too; v3 packages add
+runtime profiles (``blueprint/cognitive_profile.json`` and the like), kept on the
+project and exported again (with ``schema_version: 3``).
 
 A package is parsed whole, in memory and within caps (``archive``), and every part is
 checked before anything is written; an import writes its files under a hidden staging
@@ -36,11 +38,18 @@ from server.version import VERSION
 
 PACKAGE_VERSION = 2
 SCHEMA_VERSION = 2
-MAX_SCHEMA = 3  # v3 adds runtime profiles this server does not read; the rest is v2
+MAX_SCHEMA = 3  # v3 adds runtime profiles (kept and exported, not acted on); rest is v2
+PROFILE_SCHEMA = 3  # what an export carrying profiles says it is
 KIND = "homepilot.persona"
 MAX_JSON_BYTES = 1024**2
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 DEPENDENCIES = ("tools", "mcp_servers", "a2a_agents", "models", "suite")
+# v3 runtime profiles (``blueprint/<name>.json``): kept on the project as
+# ``persona_agent.profiles[<name>]`` and written back on export, so a v3 package
+# round-trips even though this server does not act on them.
+PROFILES = ("cognitive_profile", "embodiment_profile", "vr_profile", "voice_profile",
+            "relationship_model")
+PROFILES_KEY = "profiles"
 _ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 Mode = Literal["blueprint", "full"]
 
@@ -54,6 +63,7 @@ class Package:
     dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
     assets: dict[str, bytes] = field(default_factory=dict)  # flat name -> checked picture
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # v3, by name
 
     def avatar_name(self) -> str | None:
         """The avatar asset: the one ``selected_filename`` names, else the first
@@ -116,6 +126,12 @@ def _collect_assets(state: AppState, project: Project, mode: Mode) -> dict[str, 
     return found
 
 
+def profiles(agent: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The v3 profiles a persona keeps (``persona_agent.profiles``), known names only."""
+    kept = _dict(agent.get(PROFILES_KEY))
+    return {name: kept[name] for name in PROFILES if isinstance(kept.get(name), dict)}
+
+
 def manifest(project: Project, deps: dict[str, dict[str, Any]], has_avatar: bool,
              mode: Mode) -> dict[str, Any]:
     agent = _dict(project.extra.get("persona_agent"))
@@ -123,7 +139,8 @@ def manifest(project: Project, deps: dict[str, dict[str, Any]], has_avatar: bool
     agentic = _dict(project.extra.get("agentic"))
     outfits = _list(appearance.get("outfits"))
     return {
-        "package_version": PACKAGE_VERSION, "schema_version": SCHEMA_VERSION, "kind": KIND,
+        "package_version": PACKAGE_VERSION, "kind": KIND,
+        "schema_version": PROFILE_SCHEMA if profiles(agent) else SCHEMA_VERSION,
         "project_type": "persona", "source_project_id": project.id,
         "source_homepilot_version": VERSION, "created_at": time.time(), "export_mode": mode,
         "content_rating": "nsfw" if appearance.get("nsfwMode") else "sfw",
@@ -169,9 +186,14 @@ def export(state: AppState, project: Project, mode: Mode) -> tuple[str, bytes]:
     deps = dependency.manifests(public, state.model_store)
     assets = _collect_assets(state, project, mode)
     has_avatar = any(n.startswith("avatar_") for n in assets)
+    agent = _dict(public.get("persona_agent"))
+    kept = profiles(agent)
     parts: dict[str, Any] = {
         "manifest.json": manifest(project, deps, has_avatar, mode),
-        "blueprint/persona_agent.json": public.get("persona_agent") or {},
+        # The profiles travel as their own files, as a v3 package has them.
+        "blueprint/persona_agent.json": {k: v for k, v in agent.items()
+                                         if not (k == PROFILES_KEY and kept)},
+        **{f"blueprint/{name}.json": body for name, body in kept.items()},
         "blueprint/persona_appearance.json": public.get("persona_appearance") or {},
         "blueprint/agentic.json": public.get("agentic") or {},
         **{f"dependencies/{name}.json": deps[name] for name in DEPENDENCIES},
@@ -182,7 +204,6 @@ def export(state: AppState, project: Project, mode: Mode) -> tuple[str, bytes]:
             package.writestr(name, json.dumps(value, indent=2, ensure_ascii=False))
         for name, path in sorted(assets.items()):
             package.writestr(f"assets/{name}", path.read_bytes())
-    agent = _dict(public.get("persona_agent"))
     return safe_filename(project.name or str(agent.get("label") or "")), out.getvalue()
 
 
@@ -253,7 +274,9 @@ def parse(data: bytes) -> Package:
         agentic=_json(files, "blueprint/agentic.json"),
         dependencies={n: _json(files, f"dependencies/{n}.json") for n in DEPENDENCIES
                       if f"dependencies/{n}.json" in files},
-        card=_json(files, "preview/card.json"), assets=_assets(files))
+        card=_json(files, "preview/card.json"), assets=_assets(files),
+        profiles={n: _json(files, f"blueprint/{n}.json") for n in PROFILES
+                  if f"blueprint/{n}.json" in files})
 
 
 def preview(state: AppState, package: Package) -> dict[str, Any]:
@@ -267,6 +290,7 @@ def preview(state: AppState, package: Package) -> dict[str, Any]:
     return {"ok": True, "manifest": package.manifest, "persona_agent": package.persona_agent,
             "persona_appearance": package.persona_appearance, "agentic": package.agentic,
             "dependencies": package.dependencies, "has_avatar": shown is not None,
+            "profiles": package.profiles,
             "asset_names": sorted(package.assets),
             "dependency_check": dependency.check(package.dependencies,
                                                  state.model_store).model_dump(),
@@ -320,8 +344,10 @@ def _agentic(package: Package) -> dict[str, Any]:
     return agentic
 
 
-def install(state: AppState, package: Package) -> Project:
-    """A new persona project from a parsed package, its pictures in its folder."""
+def install(state: AppState, package: Package,
+            extra: dict[str, Any] | None = None) -> Project:
+    """A new persona project from a parsed package, its pictures in its folder; ``extra``
+    are more project fields written with it (in the same row, so all or nothing)."""
     project_id = str(uuid.uuid4())
     prefix = f"projects/{project_id}/{'/'.join(avatar.APPEARANCE)}/"
     files = dict(package.assets)
@@ -330,7 +356,9 @@ def install(state: AppState, package: Package) -> Project:
     if chosen and not thumb:
         thumb = f"thumb_{PurePosixPath(chosen).stem}.webp"
         files[thumb] = avatar.thumbnail(files[chosen])
-    agent = package.persona_agent
+    agent = dict(package.persona_agent)
+    if package.profiles:
+        agent[PROFILES_KEY] = {**_dict(agent.get(PROFILES_KEY)), **package.profiles}
     name = str(agent.get("label") or "Imported Persona")[:200].strip() or "Imported Persona"
     description = next((str(v) for v in (package.card.get("short"), agent.get("role"),
                                          agent.get("category")) if v), "Persona")
@@ -340,6 +368,7 @@ def install(state: AppState, package: Package) -> Project:
     agentic = _agentic(package)
     if agentic:
         fields["agentic"] = agentic
+    fields.update(extra or {})
     projects = state.files.root / "projects"
     staging = projects / f".import-{project_id}"
     target = projects / project_id

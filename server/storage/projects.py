@@ -21,12 +21,14 @@ from server.storage.database import Database
 
 # Objects merged key by key on update (the others are replaced whole)
 MERGED = ("agentic", "persona_agent", "persona_appearance", "shared_api")
-# Other keys kept in ``extra``
-LINKS = ("conversation_ids", "last_conversation_id", "active_session_id")
+# Other keys kept in ``extra``, replaced whole on update (``persona_dependencies``: what
+# of a persona's dependencies this server satisfies, recorded by install-deps)
+LINKS = ("conversation_ids", "last_conversation_id", "active_session_id",
+         "persona_dependencies")
 # Tables whose rows are a project's (a ``project_id`` column): removed with it. Features
 # that add such a table add it here.
 OWNED_TABLES = ["project_documents", "knowledge_chunks", "persona_sessions",
-                "persona_memory"]
+                "persona_memory", "persona_avatar_versions"]
 
 
 class Document(BaseModel):
@@ -118,24 +120,31 @@ class Projects:
         """Apply validated changes: plain fields replaced, MERGED objects shallow-merged,
         link fields replaced. None when there is no such project."""
         with self.db.write() as cursor:
-            row = cursor.execute("SELECT extra FROM projects WHERE id = ?",
-                                 [project_id]).fetchone()
-            if row is None:
+            if not self.update_in(cursor, project_id, changes):
                 return None
-            extra = json.loads(row[0])
-            for key in MERGED:
-                if isinstance(changes.get(key), dict):
-                    extra[key] = {**(extra.get(key) or {}), **changes[key]}
-            for key in LINKS:
-                if key in changes:
-                    extra[key] = changes[key]
-            plain = {k: changes[k] for k in ("name", "description", "instructions",
-                                             "is_public", "project_type") if k in changes}
-            sets = ", ".join(f"{key} = ?" for key in plain)
-            cursor.execute(
-                f"UPDATE projects SET {sets + ', ' if sets else ''}extra = ?, updated_at = ? "
-                "WHERE id = ?", [*plain.values(), json.dumps(extra), time.time(), project_id])
         return self.get(project_id)
+
+    @staticmethod
+    def update_in(cursor: Any, project_id: str, changes: dict[str, Any]) -> bool:
+        """``update`` inside the caller's transaction (so another table's rows change
+        with the project's, or not at all); False when there is no such project."""
+        row = cursor.execute("SELECT extra FROM projects WHERE id = ?", [project_id]).fetchone()
+        if row is None:
+            return False
+        extra = json.loads(row[0])
+        for key in MERGED:
+            if isinstance(changes.get(key), dict):
+                extra[key] = {**(extra.get(key) or {}), **changes[key]}
+        for key in LINKS:
+            if key in changes:
+                extra[key] = changes[key]
+        plain = {k: changes[k] for k in ("name", "description", "instructions",
+                                         "is_public", "project_type") if k in changes}
+        sets = ", ".join(f"{key} = ?" for key in plain)
+        cursor.execute(
+            f"UPDATE projects SET {sets + ', ' if sets else ''}extra = ?, updated_at = ? "
+            "WHERE id = ?", [*plain.values(), json.dumps(extra), time.time(), project_id])
+        return True
 
     def delete(self, project_id: str) -> list[str] | None:
         """Remove the project and every row it owns in one transaction; the paths of its

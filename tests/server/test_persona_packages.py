@@ -153,7 +153,7 @@ def test_avatar_commit_refusals_write_nothing(client):
         (url, {"auto": False}, 400),
         (url, {"source_url": f"http://example.com/files/{file_id}"}, 400),
         (url, {"source_url": f"ftp://testserver/files/{file_id}"}, 400),
-        (url, {"source_url": "/comfy/view/x.png"}, 400),
+        (url, {"source_url": "/comfy/view/x.png"}, 404),  # a view URL, no such file
         (url, {"source_filename": "f_00000000000000000000.png"}, 404),
         (url, {"source_filename": "../homepilot.duckdb"}, 404),
         (url, {"source_filename": "/etc/passwd"}, 404),
@@ -238,7 +238,9 @@ def test_export_writes_the_v2_layout_with_dependencies_from_what_is_installed(cl
     assert (card["name"], card["role"], card["tone"], card["has_avatar"]) == \
         ("Mira", "guide", "warm", True)
     _, full = _exported(client, project["id"], "full")
-    assert set(full) == LAYOUT | assets | {"assets/history_1.png"}
+    # POST /projects copied the set's picture into the persona's folder too.
+    copied = project["persona_appearance"]["sets"][0]["images"][0]["url"].rsplit("/", 1)[1]
+    assert set(full) == LAYOUT | assets | {"assets/history_1.png", f"assets/{copied}"}
 
 
 def test_export_commits_a_picked_avatar_first(client):
