@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -56,6 +57,7 @@ from server.storage.edit_sessions import EditSessions
 from server.storage.editor_settings import EditorSettings
 from server.storage.expiring import ExpiringFiles
 from server.storage.journal import RunJournal
+from server.storage.knowledge import KnowledgeBase
 from server.storage.preferences import Preferences
 from server.storage.projects import Projects
 from server.storage.references import FileReferences
@@ -122,11 +124,16 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         await pack_routes.start()
         chores = [asyncio.create_task(sweep_forever(state)),
                   asyncio.create_task(state.loop_lag.watch())]
+        # Knowledge bases' BM25 postings are built before the first question needs them.
+        warmed = threading.Event()
+        warming = asyncio.create_task(asyncio.to_thread(_warm, KnowledgeBase(db), warmed))
         try:
             yield
         finally:
             for chore in chores:
                 chore.cancel()
+            warmed.set()  # the project being built finishes; the database closes after
+            await warming
             await pack_routes.stop()
             for record in state.runs.running():
                 record.handle.cancel()
@@ -159,3 +166,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     editor.mount(app)
     pack_routes.mount(app)
     return app
+
+
+def _warm(base: KnowledgeBase, stop: threading.Event) -> None:
+    """Build the knowledge bases' BM25 postings; a failure only costs the first search
+    of a project its build, so it is logged, not raised."""
+    try:
+        built = base.lexicon.warm(stop)
+        log.info("BM25 postings ready for %d knowledge bases", built)
+    except Exception:  # noqa: BLE001 (any failure: searches build on demand)
+        log.exception("building the BM25 postings at start failed; they are built on "
+                      "each project's first search instead")

@@ -5,7 +5,7 @@ objects (``agentic``, ``persona_agent``, ``persona_appearance``, ``shared_api``)
 conversation links are one JSON column, shallow-merged on update as the reference does.
 Deleting a project removes every row that belongs to it, in every table that registers
 itself in ``OWNED_TABLES`` (documents, the knowledge base's chunks, persona sessions and
-memory), in one transaction: nothing is left half-deleted.
+memory, the project's chat messages), in one transaction: nothing is left half-deleted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ LINKS = ("conversation_ids", "last_conversation_id", "active_session_id",
 # Tables whose rows are a project's (a ``project_id`` column): removed with it. Features
 # that add such a table add it here.
 OWNED_TABLES = ["project_documents", "knowledge_chunks", "persona_sessions",
-                "persona_memory", "persona_avatar_versions"]
+                "persona_memory", "persona_avatar_versions",
+                "messages"]  # the project's chats (a persona's sessions among them)
 
 
 class Document(BaseModel):

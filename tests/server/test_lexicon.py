@@ -142,3 +142,25 @@ def test_query_terms_are_stemmed_lowercased_unaccented_and_keep_digits(db):
         sorted({"pump", "run", "cafe", "e42", "7731"})
     assert base.lexicon.terms("  ") == [] and base.lexicon.terms("the of and") == []
     assert base.lexicon.search("nobody", "pump", 5) == []
+
+
+def test_warming_builds_every_project_until_told_to_stop(tmp_path):
+    import threading
+
+    rng = random.Random(7)
+    db = Database(tmp_path / "kb.duckdb")
+    base = KnowledgeBase(db)
+    store(base, "a", "a.pdf", chunks(rng, 20))
+    store(base, "b", "b.pdf", chunks(rng, 20))
+    db.close()
+    again = Database(tmp_path / "kb.duckdb")
+    try:
+        warm = KnowledgeBase(again).lexicon
+        stop = threading.Event()
+        stop.set()
+        assert warm.warm(stop) == 0 and warm._segments == {}
+        assert warm.warm(threading.Event()) == 2
+        assert sorted(warm._segments) == ["a", "b"]
+        assert all(s.size == 20 for segments in warm._segments.values() for s in segments)
+    finally:
+        again.close()

@@ -47,9 +47,16 @@ def test_create_list_get_update_delete(client):
     assert [p["name"] for p in client.get("/projects").json()["projects"]] == ["Taxes",
                                                                                "Garden"]
 
+    conversations = client.app.state.homepilot.conversations
+    conversations.add("c-taxes", [("user", "When is it due?", None)], project["id"])
+    conversations.add("c-garden", [("user", "Tomatoes?", None)], second["id"])
+    conversations.add("c-plain", [("user", "Hello", None)], None)
     deleted = client.delete(f"/projects/{project['id']}")
     assert deleted.json() == {"ok": True, "message": "Project deleted successfully"}
     assert _rows(client, "SELECT count(*) FROM projects") == [(1,)]
+    # The project's chats went with it; other chats stay.
+    assert _rows(client, "SELECT conversation_id FROM messages ORDER BY id") == [
+        ("c-garden",), ("c-plain",)]
     assert client.get(f"/projects/{project['id']}").status_code == 404
     assert client.delete(f"/projects/{project['id']}").json()["code"] == "not_found"
     assert client.get(f"/projects/{second['id']}").status_code == 200
