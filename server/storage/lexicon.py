@@ -37,13 +37,11 @@ assert all(re.fullmatch("[a-z0-9]+", w) for w in STOPWORDS)  # safe to write int
 _STOPLIST = "[" + ", ".join(f"'{w}'" for w in sorted(STOPWORDS)) + "]"
 
 
-def _tokens(db: Database, source: str) -> str:
-    """SQL giving ``(id, w, t)``: each word ``w`` of ``source`` (an SQL relation with
-    ``id`` and ``text``) and its term ``t``."""
-    stem = "stem(w, 'porter')" if db.fts else "w"  # no fts extension: whole words
-    return (f"SELECT id, w, {stem} AS t FROM (SELECT id, unnest(regexp_split_to_array("
-            f"lower(strip_accents(text)), '[^a-z0-9]+')) AS w FROM ({source})) "
-            "WHERE w <> ''")
+def _words(source: str) -> str:
+    """SQL giving ``(id, w)``: each word of ``source`` (an SQL relation with ``id`` and
+    ``text``), lowercased and without accents."""
+    return ("SELECT id, w FROM (SELECT id, unnest(regexp_split_to_array(lower(strip_accents("
+            f"text)), '[^a-z0-9]+')) AS w FROM ({source})) WHERE w <> ''")
 
 
 @dataclass(frozen=True)
@@ -149,8 +147,9 @@ class Lexicon:
         """The distinct terms of a query, as the index holds them."""
         if not text.strip():
             return []
-        tokens = _tokens(self.db, "SELECT 0 AS id, $text AS text")
-        rows = self.db.read(f"SELECT DISTINCT w, t FROM ({tokens})", {"text": text})
+        stem = "stem(w, 'porter')" if self.db.fts else "w"
+        words = _words("SELECT 0 AS id, $text AS text")
+        rows = self.db.read(f"SELECT DISTINCT w, {stem} FROM ({words})", {"text": text})
         return sorted({t for w, t in rows if w not in STOPWORDS})
 
     def _ready(self, project_id: str) -> list[Segment]:
@@ -166,44 +165,52 @@ class Lexicon:
             return self._segments[project_id]
 
     def _build(self, project_id: str, document: str | None) -> Segment:
-        """A segment from the rows: one document's, or (None) the whole project's."""
+        """A segment from the rows: one document's, or (None) the whole project's.
+
+        Words are counted per chunk first and only the distinct words are stemmed and
+        checked against the stopwords (100k chunks hold 6M words but a few thousand
+        distinct ones); the postings come back unsorted as integer term codes and numpy
+        orders them (sorting 6M rows by a string key in SQL costs seconds)."""
         where = "project_id = $project" + ("" if document is None else
                                            " AND document = $document")
         params: dict[str, Any] = {"project": project_id}
         if document is not None:
             params["document"] = document
         source = f"SELECT id, text FROM knowledge_chunks WHERE {where}"
+        stem = "stem(w, 'porter')" if self.db.fts else "w"  # no fts extension: whole words
         cursor = self.db.cursor()
         try:
-            # One snapshot for the three reads below.
-            cursor.execute("BEGIN TRANSACTION")
-            cursor.execute(f"CREATE TEMP TABLE postings AS SELECT t, id, count(*)::INTEGER "
-                           f"AS tf FROM ({_tokens(self.db, source)}) WHERE NOT "
-                           f"list_contains({_STOPLIST}, w) GROUP BY t, id", params)
-            chunks = cursor.execute(
-                f"SELECT c.id, coalesce(p.n, 0)::INTEGER AS n FROM ({source}) AS c LEFT "
-                "JOIN (SELECT id, sum(tf) AS n FROM postings GROUP BY id) AS p ON "
-                "c.id = p.id ORDER BY c.id", params).fetchnumpy()
+            cursor.execute("BEGIN TRANSACTION")  # one snapshot for every read below
+            cursor.execute("CREATE TEMP TABLE counts AS SELECT w, id, count(*)::INTEGER AS "
+                           f"tf FROM ({_words(source)}) GROUP BY w, id", params)
+            cursor.execute(f"CREATE TEMP TABLE vocabulary AS SELECT w, {stem} AS t FROM "
+                           "(SELECT DISTINCT w FROM counts) WHERE w NOT IN (SELECT unnest("
+                           f"{_STOPLIST}))")
+            terms = [row[0] for row in cursor.execute(
+                "SELECT DISTINCT t FROM vocabulary ORDER BY t").fetchall()]
+            postings = cursor.execute(
+                "SELECT code, id, sum(tf)::INTEGER AS tf FROM counts JOIN (SELECT w, "
+                "dense_rank() OVER (ORDER BY t)::INTEGER - 1 AS code FROM vocabulary) "
+                "USING (w) GROUP BY code, id").fetchnumpy()
+            ids = np.asarray(cursor.execute(f"SELECT id FROM ({source}) ORDER BY id",
+                                            params).fetchnumpy()["id"], dtype=np.int64)
             documents = [row[0] for row in cursor.execute(
                 f"SELECT DISTINCT document FROM knowledge_chunks WHERE {where}",
                 params).fetchall()]
-            vocabulary = cursor.execute("SELECT t, count(*) FROM postings GROUP BY t "
-                                        "ORDER BY t").fetchall()
-            postings = cursor.execute("SELECT id, tf FROM postings ORDER BY t, id").fetchnumpy()
-            cursor.execute("ROLLBACK")  # the temp table goes with it
+            cursor.execute("ROLLBACK")  # the temporary tables go with it
         finally:
             cursor.close()
-        ids = np.asarray(chunks["id"], dtype=np.int64)
-        terms: dict[str, slice] = {}
-        start = 0
-        for term, df in vocabulary:
-            terms[term] = slice(start, start + int(df))
-            start += int(df)
+        codes = np.asarray(postings["code"], dtype=np.int64)
+        order = np.lexsort((np.asarray(postings["id"]), codes))
+        codes = codes[order]
+        rows = np.searchsorted(ids, np.asarray(postings["id"], dtype=np.int64)[order])
+        counts = np.asarray(postings["tf"], dtype=np.float32)[order]
+        edges = np.searchsorted(codes, np.arange(len(terms) + 1))
         return Segment(
             documents=frozenset(documents), chunks=ids,
-            lengths=np.asarray(chunks["n"], dtype=np.float32),
-            terms=terms, rows=np.searchsorted(ids, np.asarray(postings["id"], np.int64)),
-            counts=np.asarray(postings["tf"], dtype=np.float32))
+            lengths=np.bincount(rows, weights=counts, minlength=len(ids)).astype(np.float32),
+            terms={t: slice(int(edges[n]), int(edges[n + 1])) for n, t in enumerate(terms)},
+            rows=rows, counts=counts)
 
 
 def _score(segment: Segment, idf: dict[str, float], average: float,
