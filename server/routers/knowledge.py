@@ -1,4 +1,4 @@
-"""A project's knowledge base over HTTP: upload a document, delete one.
+"""A project's knowledge base over HTTP: upload a document, download one, delete one.
 
 Uploads are checked before anything is written: the project exists, the name is a plain
 file name with an accepted suffix, the size is within the cap, and the bytes are what the
@@ -13,6 +13,7 @@ import re
 import zipfile
 
 from fastapi import APIRouter, UploadFile
+from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from nodes.backends.extract import DOCUMENTS, IMAGES
@@ -25,6 +26,13 @@ router = APIRouter(tags=["projects"])
 _NAME = re.compile(r"[^\x00-\x1f/\\:*?\"<>|]{1,200}")
 # Office files are zips; the folder inside says which kind.
 _OFFICE = {".docx": "word/document.xml", ".xlsx": "xl/workbook.xml"}
+MEDIA_TYPES = {
+    ".pdf": "application/pdf", ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+    ".gif": "image/gif", ".bmp": "image/bmp"}
 
 
 class UploadOut(BaseModel):
@@ -112,3 +120,18 @@ async def delete_document(project_id: str, name: str, state: State) -> DeletedOu
     if not await asyncio.to_thread(knowledge.remove, state, project_id, name):
         raise ApiError(404, "not_found", f"Project '{project_id}' has no document {name!r}")
     return DeletedOut(message=f"Deleted {name} and its chunks")
+
+
+@router.get("/files/projects/{project_id}/documents/{name}", response_class=FileResponse,
+            responses={200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))},
+                             "description": "the document as it was kept"}})
+async def document_file(project_id: str, name: str, state: State) -> FileResponse:
+    """A document of the project's knowledge base, by the ``path`` its ``files`` entry
+    holds (pictures as their EXIF-free copy); sent as an attachment, never rendered."""
+    found = await asyncio.to_thread(knowledge.kept_file, state, project_id, name)
+    if found is None:
+        raise ApiError(404, "file_not_found", f"Project '{project_id}' has no document "
+                       f"{name!r}")
+    suffix = found.suffix.lower()
+    return FileResponse(found, media_type=MEDIA_TYPES.get(suffix, "application/octet-stream"),
+                        filename=name, content_disposition_type="attachment")

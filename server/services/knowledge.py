@@ -97,6 +97,17 @@ def remove(state: AppState, project_id: str, name: str) -> bool:
     return True
 
 
+def kept_file(state: AppState, project_id: str, name: str) -> Path | None:
+    """The kept file of a document the project's rows name, else None (a name that is
+    no document of the project is never looked up on disk)."""
+    known = state.db.read("SELECT 1 FROM project_documents WHERE project_id = ? AND "
+                          "name = ?", [project_id, name])
+    if not known:
+        return None
+    path = documents_folder(state, project_id) / name
+    return path if path.is_file() and not path.is_symlink() else None
+
+
 def documents_folder(state: AppState, project_id: str) -> Path:
     """Where a project's documents are kept (in its folder of the file store)."""
     return project_folder(state, project_id) / "documents"

@@ -203,11 +203,24 @@ def test_deleting_a_document_then_the_project_removes_chunks_vectors_and_files(a
     assert _upload(client, other, "a.txt", b"Another project's tides.").status_code == 201
     folder = _kept(client, project_id, "a.txt").parent
 
+    # Each document can be downloaded by the path its files entry names.
+    entry = next(f for f in client.get(f"/projects/{project_id}").json()["project"]["files"]
+                 if f["name"] == "b.txt")
+    got = client.get(f"/files/{entry['path']}")
+    assert got.status_code == 200 and got.content == b"b.txt is about tides."
+    assert got.headers["content-type"].startswith("text/plain")
+    assert got.headers["content-disposition"].startswith("attachment")
+    for wrong in (f"/files/projects/{project_id}/documents/c.txt",
+                  f"/files/projects/{other}/documents/b.txt",
+                  f"/files/projects/{project_id}/documents/..%2F..%2Fhomepilot.duckdb"):
+        assert client.get(wrong).status_code == 404, wrong
+
     gone = client.delete(f"/projects/{project_id}/documents/a.txt")
     assert gone.status_code == 200
     assert _rows(client, "SELECT document FROM knowledge_chunks WHERE project_id = ?",
                  [project_id]) == [("b.txt",)]
     assert not (folder / "a.txt").exists() and (folder / "b.txt").exists()
+    assert client.get(f"/files/projects/{project_id}/documents/a.txt").status_code == 404
     assert client.delete(f"/projects/{project_id}/documents/a.txt").status_code == 404
 
     assert client.delete(f"/projects/{project_id}").status_code == 200
