@@ -44,8 +44,8 @@ def sides_of_eight(inputs: dict[str, Any]) -> list[tuple[str | None, str]]:
 
 def diffuse(ctx: NodeContext, handle: Any, method: str, key: str = "images",
             **call: Any) -> dict[str, Any]:
-    """Stream one call from a model host, each step reported as the node's progress (with
-    its preview); returns the final update, the one holding ``key`` (a diffusion
+    """Stream one call from a model host, its steps reported as the node's progress (with
+    the latest preview); returns the final update, the one holding ``key`` (a diffusion
     host's ``{"images", "seeds"}`` by default)."""
     final: dict[str, Any] = {}
     stream = handle.stream(method, **call)
@@ -54,12 +54,12 @@ def diffuse(ctx: NodeContext, handle: Any, method: str, key: str = "images",
             for update in batch:
                 if key in update:
                     final = update
-            # Every step is reported with its own preview, as ComfyUI does, even when the
-            # host coalesced several into one list. Raises when the run is cancelled: the
-            # finally below lets the host know.
-            for update in batch:
-                if "step" in update:
-                    ctx.progress(update["step"], update["total"], preview=update.get("preview"))
+            steps = [u for u in batch if "step" in u]
+            if steps:
+                previews = [u["preview"] for u in steps if u.get("preview")]
+                # Raises when the run is cancelled: the finally below lets the host know.
+                ctx.progress(steps[-1]["step"], steps[-1]["total"],
+                             preview=previews[-1] if previews else None)
     finally:
         stream.close()
     if not final:

@@ -156,7 +156,9 @@ class RayHandle:
                     yielded = True
                     yield item
                 return
-            except GeneratorExit:  # the consumer stopped (its run was cancelled, say)
+            except (GeneratorExit, KeyboardInterrupt):
+                # The consumer stopped, or Ray interrupted its cancelled task while it
+                # waited here for the next list: either way the host's run must stop.
                 ray.cancel(generator)
                 raise
             except ray.exceptions.RayActorError as exc:

@@ -119,8 +119,9 @@ def test_cancelling_a_run_stops_its_pipeline_on_the_host(executor, test_pack):
     import threading
 
     stepped = threading.Event()
-    handle = executor.submit(IMAGINE, {"prompt": "a long one", "steps": 150, "width": 64,
-                                       "height": 64, "seed": 1},
+    # 150 steps at 512x512 take seconds even for the tiny model: the cancel lands mid-way.
+    handle = executor.submit(IMAGINE, {"prompt": "a long one", "steps": 150, "width": 512,
+                                       "height": 512, "seed": 1},
                              listener=lambda e: e.type == "node_progress" and stepped.set())
     assert stepped.wait(120)
     before = _host_batches(executor)
