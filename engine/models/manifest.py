@@ -34,6 +34,9 @@ class ModelManifest(BaseModel):
     test: bool = False
     description: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
+    architecture: str = Field("", description="the family generation presets follow for a "
+                              "diffusion model (sd15, sdxl, pony_xl, flux_dev, ...); '' "
+                              "when unknown: read from its weights' config")
 
     @field_validator("id")
     @classmethod

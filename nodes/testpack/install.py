@@ -67,11 +67,12 @@ def _checkpoint(path: Path) -> None:
 _PACK: dict[str, tuple[Callable[[Path], None], dict]] = {
     TINY_SD: (_sd, dict(
         kind="diffusion", format="diffusers", path="weights", backend=DIFFUSERS,
-        resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
-        description="Tiny random-weight Stable Diffusion (64x64 class) for tests")),
+        architecture="sd15", resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
+        description="Tiny random-weight Stable Diffusion 1.5-shaped (8x VAE; 512x512 at 25 "
+                    "steps in about a second on two cores) for tests")),
     TINY_INPAINT: (_inpaint, dict(
         kind="inpaint", format="diffusers", path="weights", backend=DIFFUSERS,
-        resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
+        architecture="sd15", resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
         description="Tiny random-weight Stable Diffusion inpainting (9-channel UNet)")),
     TINY_UPSCALER: (_upscaler, dict(
         kind="upscaler", format="pth", path="weights/tiny_x4plus.pth",
@@ -86,12 +87,14 @@ _PACK: dict[str, tuple[Callable[[Path], None], dict]] = {
     TINY_CHECKPOINT: (_checkpoint, dict(
         kind="diffusion", format="checkpoint", path="weights/tiny-sd1.safetensors",
         backend=DIFFUSERS, options={"arch": "sd1", "config": "weights/config"},
+        architecture="sd15",
         resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
         description="Tiny random-weight SD 1.x as one LDM-layout .safetensors checkpoint "
                     "(Civitai's layout), with its diffusers config folder")),
     TINY_SDXL: (_sdxl, dict(
         kind="diffusion", format="diffusers", path="weights", backend=DIFFUSERS,
-        options={"arch": "sdxl"}, resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
+        options={"arch": "sdxl"}, architecture="sdxl",
+        resources=ModelResources(gpu=0.25, memory=32 * 1024**2),
         description="Tiny random-weight SDXL (two text encoders, size conditioning, 8x VAE)")),
 }
 
