@@ -11,6 +11,7 @@ from engine.registry import Registry, RegistrySource
 # Modules whose @node classes are built in. Heavy libraries are imported inside run().
 MODULES = ("primitive", "text", "math", "logic", "lists", "image", "llm", "embed",
            "generate", "enhance", "video", "graph", "knowledge", "retrieval", "structured",
+           "refine",
            # ComfyUI's core nodes, under ComfyUI's names
            "comfy.loader", "comfy.clip", "comfy.lora", "comfy.conditioning",
            "comfy.sampling", "comfy.vae",

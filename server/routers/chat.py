@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ from server.state import AppState
 from server.streaming import SSE_RESPONSES, RunStream
 
 router = APIRouter(tags=["core"])
+log = logging.getLogger("homepilot.chat")
 
 
 def _failure(error: NodeError | None, provider: str | None) -> ApiError:
@@ -48,6 +50,8 @@ async def post_chat(body: chat.ChatIn, request: Request, state: State) -> chat.C
         text, media = await artwork.MODES[mode](state, body, request.url.hostname)
         if skipped := chat.ignored(body, mode):
             media["ignored"] = skipped
+            log.info("%s request: not applied: %s", mode,
+                     "; ".join(f"{s['field']} ({s['reason']})" for s in skipped))
         await asyncio.to_thread(chat.remember, state, body, conversation_id, text, media)
         return chat.ChatOut(conversation_id=conversation_id, text=text, media=media)
     conversation_id, graph, inputs = await asyncio.to_thread(chat.plan, state, body)

@@ -106,9 +106,14 @@ def parse_flags(text: str) -> tuple[str, dict[str, Any]]:
     return " ".join(words), settings
 
 
-def _image_settings(body: ChatIn) -> dict[str, Any]:
-    values = presets.image_preset(body.imgModel, "med" if body.imgPreset in (None, "custom")
-                                  else body.imgPreset, body.imgAspectRatio)["values"]
+def _image_settings(state: AppState, body: ChatIn, model: str) -> dict[str, Any]:
+    """Size, steps and guidance from ``imgPreset`` and ``imgAspectRatio`` for the model
+    that will draw (the default one when none is named): its architecture's training
+    sizes and tuned values. ``imgWidth``... count only with ``imgPreset: "custom"``."""
+    manifest = state.model_store.resolve("diffusion", model)
+    arch = presets.architecture(manifest, state.model_store.weights(manifest))
+    preset = "med" if body.imgPreset in (None, "custom") else body.imgPreset
+    values = presets.image_preset(arch, preset, body.imgAspectRatio)["values"]
     custom = body.imgPreset in (None, "custom")
 
     def pick(given: Any, preset: Any) -> Any:
@@ -118,13 +123,41 @@ def _image_settings(body: ChatIn) -> dict[str, Any]:
     return {"width": pick(body.imgWidth, values["width"]) // 8 * 8,
             "height": pick(body.imgHeight, values["height"]) // 8 * 8,
             "steps": pick(body.imgSteps, values["steps"]),
-            "cfg": float(pick(body.imgCfg, values["cfg"])), "seed": seed}
+            "cfg": float(pick(body.imgCfg, values["cfg"])), "seed": seed,
+            "architecture": arch, "preset": body.imgPreset or "med",
+            "aspect_ratio": body.imgAspectRatio or "1:1"}
+
+
+def refinement(body: ChatIn) -> dict[str, Any]:
+    """The imagine graph's refine inputs from the request: on unless
+    ``promptRefinement`` is false; the chat provider it names (``provider_*``, else the
+    legacy ``ollama_*``/``llm_*`` fields) is tried before the local model."""
+    extra = body.model_extra or {}
+
+    def field(*names: str) -> str:
+        for name in names:
+            value = getattr(body, name, None) if name in type(body).model_fields \
+                else extra.get(name)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return ""
+
+    provider = body.provider or ""
+    ollama = provider == "ollama" or (not provider and field("ollama_base_url"))
+    base = field("provider_base_url", *(("ollama_base_url",) if ollama else ()),
+                 "llm_base_url")
+    model = field("provider_model", *(("ollama_model",) if ollama else ()), "llm_model")
+    return {"refine": body.promptRefinement, "refine_base_url": base, "refine_model": model,
+            "refine_provider": "ollama" if ollama else ("openai_compat" if base else ""),
+            "refine_safe": not body.nsfwMode}
 
 
 async def imagine(state: AppState, body: ChatIn, host: str | None) -> tuple[str, dict]:
     model = _diffusion_model(state, body.imgModel)
     prompt = _MODE_WORD.sub("", body.message).strip() or body.message
-    settings = _image_settings(body)
+    settings = _image_settings(state, body, model)
+    sizing = {k: settings.pop(k) for k in ("architecture", "preset", "aspect_ratio")}
+    refined: dict[str, Any] = {"final_prompt": prompt, "refiner": "none", "refine_note": ""}
     if body.imgReference:  # img2img from a reference: HomePilot's denoise mapping
         denoise = round(0.15 + 0.70 * body.imgRefStrength, 3)
         check_settings(state, {"steps": settings["steps"], "denoise": denoise})
@@ -138,14 +171,20 @@ async def imagine(state: AppState, body: ChatIn, host: str | None) -> tuple[str,
         settings["width"], settings["height"] = reference.size
     else:
         out = await finish(state.runs, load_named(state.graphs_dir, "imagine"), {
-            "prompt": prompt, **settings, "batch_size": body.imgBatchSize, "model": model},
-            "imagine")
+            "prompt": prompt, **settings, "batch_size": body.imgBatchSize, "model": model,
+            **refinement(body)}, "imagine")
         seeds = out["seeds"]
-    media = {"images": [file_url(f) for f in out["files"]], "final_prompt": prompt,
-             "seed": out["seed"], "seeds": seeds, "width": settings["width"],
-             "height": settings["height"], "steps": settings["steps"],
-             "cfg": settings["cfg"], "model": out["model"]}
-    return "Here you go.", media
+        refined = {k: out[k] for k in refined}
+    media = {"images": [file_url(f) for f in out["files"]],
+             "final_prompt": refined["final_prompt"], "seed": out["seed"], "seeds": seeds,
+             "width": settings["width"], "height": settings["height"],
+             "steps": settings["steps"], "cfg": settings["cfg"], "model": out["model"],
+             **sizing, "refiner": refined["refiner"]}
+    text = "Here you go."
+    if refined["refine_note"]:
+        media["refine_note"] = refined["refine_note"]
+        text += f" (Prompt refinement: {refined['refine_note']}.)"
+    return text, media
 
 
 async def edit(state: AppState, body: ChatIn, host: str | None,

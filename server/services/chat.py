@@ -87,7 +87,7 @@ _REFINEMENT = ("prompt refinement is not available on this server yet: the promp
                "used as written")
 _NO_LLM = "edits run on the image model: no chat provider is used"
 NOT_APPLIED: dict[str, dict[str, str]] = {
-    "imagine": {"promptRefinement": _REFINEMENT},
+    "imagine": {},
     "edit": {"promptRefinement": _REFINEMENT, "provider": _NO_LLM, "provider_base_url": _NO_LLM,
              "provider_model": _NO_LLM},
     "animate": {"promptRefinement": _REFINEMENT,
@@ -98,11 +98,28 @@ NOT_APPLIED: dict[str, dict[str, str]] = {
 }
 
 
+# Imagine's chat-provider fields serve prompt refinement only.
+_REFINER_FIELDS = ("provider", "provider_base_url", "provider_model", "ollama_base_url",
+                   "ollama_model", "llm_base_url", "llm_model", "nsfwMode")
+
+
+def _not_applied(body: BaseModel, mode: str) -> dict[str, str]:
+    rules = dict(NOT_APPLIED.get(mode, {}))
+    if mode == "imagine":
+        if getattr(body, "imgReference", None):
+            rules["promptRefinement"] = ("a picture drawn from a reference keeps the prompt "
+                                         "as written")
+        if not getattr(body, "promptRefinement", True) or getattr(body, "imgReference", None):
+            rules.update({name: "prompt refinement is off, and only the refiner uses it"
+                          for name in _REFINER_FIELDS})
+    return rules
+
+
 def ignored(body: BaseModel, mode: str) -> list[dict[str, str]]:
     """``[{field, reason}]`` for what the request set but ``mode`` does not apply
     (``promptRefinement: false`` asks for nothing, so it is not listed)."""
     found = []
-    for name, reason in NOT_APPLIED.get(mode, {}).items():
+    for name, reason in _not_applied(body, mode).items():
         value = getattr(body, name, None)
         if name in body.model_fields_set and value not in (None, False, ""):
             found.append({"field": name, "reason": reason})

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from engine.models.manifest import ModelManifest
 from server.errors import ApiError
 
 IMAGE_PRESETS: dict[str, dict[str, Any]] = {
@@ -47,6 +50,33 @@ def _architecture(model: str | None) -> str:
         if needle in name:
             return arch
     return "sd15"
+
+
+# diffusers pipeline classes (model_index.json) and checkpoint arch options -> family
+_PIPELINES = {"StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLInpaintPipeline": "sdxl",
+              "FluxPipeline": "flux_dev", "StableDiffusionPipeline": "sd15",
+              "StableDiffusionInpaintPipeline": "sd15"}
+_CHECKPOINT_ARCHES = {"sd1": "sd15", "sd2": "sd15", "sdxl": "sdxl"}
+
+
+def architecture(manifest: ModelManifest, weights: Path) -> str:
+    """The preset family of an installed diffusion model: its manifest's ``architecture``,
+    else what its weights say (a checkpoint's ``arch``, a diffusers folder's pipeline
+    class), else a guess from its name."""
+    if manifest.architecture in IMAGE_ARCH:
+        return manifest.architecture
+    arch = _CHECKPOINT_ARCHES.get(str(manifest.options.get("arch") or ""))
+    if arch:
+        return arch
+    index = weights / "model_index.json"
+    if weights.is_dir() and index.is_file():
+        try:
+            name = json.loads(index.read_text()).get("_class_name", "")
+        except (OSError, ValueError):
+            name = ""
+        if name in _PIPELINES:
+            return _PIPELINES[name]
+    return _architecture(manifest.path.rsplit("/", 1)[-1] or manifest.id)
 
 
 def image_size(arch: str, aspect: str) -> tuple[int, int]:

@@ -311,12 +311,14 @@ def test_settings_a_mode_cannot_apply_are_reported_not_echoed(media_app):
                                                          "promptRefinement"}
     ask = {"message": "a kite", "mode": "imagine", "imgWidth": 64, "imgHeight": 64,
            "imgSteps": 2, "imgSeed": 3, "imgPreset": "custom"}
+    # Imagine refines the prompt (the local model here): applied, so not listed.
     drawn = media_app.post("/chat", json={**ask, "promptRefinement": True}).json()["media"]
-    assert drawn["ignored"] == [{"field": "promptRefinement",
-                                 "reason": drawn["ignored"][0]["reason"]}]
-    assert "not available" in drawn["ignored"][0]["reason"]
-    plain = media_app.post("/chat", json={**ask, "promptRefinement": False}).json()["media"]
-    assert "ignored" not in plain
+    assert "ignored" not in drawn and drawn["refiner"].startswith("local:")
+    plain = media_app.post("/chat", json={**ask, "promptRefinement": False,
+                                          "provider": "ollama"}).json()["media"]
+    assert plain["final_prompt"] == "a kite" and plain["refiner"] == "none"
+    assert plain["ignored"] == [{"field": "provider", "reason": plain["ignored"][0]["reason"]}]
+    assert "refinement is off" in plain["ignored"][0]["reason"]
     # an edit session's provider fields: edits use no chat provider
     session = "s-ignored"
     assert media_app.post(f"/v1/edit-sessions/{session}/image",
