@@ -93,9 +93,8 @@ def _remote(provider: str, base_url: str, model: str, api_key: str, idea: str,
     return prompt
 
 
-# Idempotent, unlike llm.ChatRemote: a retried refinement (its worker died) repeats one
-# short rewrite. (A non-idempotent node fused with image.TextToImage also made Ray's cancel
-# of that task leave the host's pipeline running: tests/nodes/test_generate.py.)
+# Idempotent, unlike llm.ChatRemote: a refinement retried because its worker died repeats
+# one short rewrite, and the picture task it is fused with may then be retried too.
 @node("llm.RefineImagePrompt", category="llm", display_name="Refine Image Prompt")
 class RefineImagePrompt(Node):
     """Rewrite a picture idea as a detailed prompt with a chat model.
