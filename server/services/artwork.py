@@ -132,12 +132,10 @@ def refinement(body: ChatIn) -> dict[str, Any]:
     """The imagine graph's refine inputs from the request: on unless
     ``promptRefinement`` is false; the chat provider it names (``provider_*``, else the
     legacy ``ollama_*``/``llm_*`` fields) is tried before the local model."""
-    extra = body.model_extra or {}
-
     def field(*names: str) -> str:
+        # The legacy names are not ChatIn fields: pydantic keeps them as extra attributes.
         for name in names:
-            value = getattr(body, name, None) if name in type(body).model_fields \
-                else extra.get(name)
+            value = getattr(body, name, None)
             if isinstance(value, str) and value.strip():
                 return value.strip()
         return ""

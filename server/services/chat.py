@@ -106,10 +106,11 @@ _REFINER_FIELDS = ("provider", "provider_base_url", "provider_model", "ollama_ba
 def _not_applied(body: BaseModel, mode: str) -> dict[str, str]:
     rules = dict(NOT_APPLIED.get(mode, {}))
     if mode == "imagine":
-        if getattr(body, "imgReference", None):
+        referenced = bool(getattr(body, "imgReference", None))
+        if referenced:
             rules["promptRefinement"] = ("a picture drawn from a reference keeps the prompt "
                                          "as written")
-        if not getattr(body, "promptRefinement", True) or getattr(body, "imgReference", None):
+        if referenced or not getattr(body, "promptRefinement", True):
             rules.update({name: "prompt refinement is off, and only the refiner uses it"
                           for name in _REFINER_FIELDS})
     return rules
